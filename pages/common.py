@@ -1,0 +1,124 @@
+"""Streamlit glue shared by the pages: the sidebar data set picker and cached loading.
+
+Everything that is not about widgets lives in ``pneumo``; this module only decides what is
+shown, remembered in session state, and cached per server.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import streamlit as st
+
+from pneumo import cache, mnist, stats
+from pneumo.datasets import DatasetError, ImageSet, parse_spec
+from pneumo.paths import default_dataset_spec
+
+KINDS = ("Synthetic", "PneumoniaMNIST", "Folder")
+IMAGE_SIZES = (64, 128, 224)
+
+
+@dataclass(frozen=True)
+class DatasetChoice:
+    """What the sidebar picked: a source spec, the working image size and the val split."""
+
+    spec: str
+    size: int
+    val_fraction: float
+    seed: int = 0
+
+
+def _initial_state() -> None:
+    """Seed the picker from ``PNEUMO_DATA`` once per browser session."""
+    if "ds_kind" in st.session_state:
+        return
+    spec = default_dataset_spec()
+    st.session_state.update(ds_kind="Synthetic", ds_folder="", ds_mnist_size=128, ds_npz="",
+                            ds_size=128, ds_val_pct=10)
+    if spec.lower().startswith("pneumoniamnist:"):
+        size = spec.partition(":")[2]
+        st.session_state.update(ds_kind="PneumoniaMNIST",
+                                ds_mnist_size=int(size) if size.isdigit() and int(size) in mnist.SIZES else 128)
+    elif spec.lower().endswith(".npz"):
+        st.session_state.update(ds_kind="PneumoniaMNIST", ds_npz=spec)
+    elif not spec.startswith("synthetic"):
+        st.session_state.update(ds_kind="Folder", ds_folder=spec)
+
+
+def dataset_picker() -> DatasetChoice:
+    """Sidebar widgets; their state lives in session state, so it survives page changes."""
+    _initial_state()
+    with st.sidebar:
+        st.subheader("Data set")
+        kind = st.radio("Source", KINDS, key="ds_kind", horizontal=True,
+                        help="Synthetic works offline; PneumoniaMNIST is downloaded once; "
+                             "Folder is your own Kaggle chest-xray-pneumonia download.")
+        if kind == "Folder":
+            folder = st.text_input("Folder path", key="ds_folder", placeholder="/data/chest_xray",
+                                   help="The folder holding train/ val/ test/ (or chest_xray/).")
+            spec = folder
+        elif kind == "PneumoniaMNIST":
+            st.selectbox("Size (px)", mnist.SIZES, key="ds_mnist_size")
+            npz = st.text_input("…or a local .npz file", key="ds_npz",
+                                help="Use this when the download is not possible (offline).")
+            spec = npz.strip() or f"pneumoniamnist:{st.session_state.ds_mnist_size}"
+        else:
+            spec = "synthetic"
+        size = st.selectbox("Working image size (px)", IMAGE_SIZES, key="ds_size",
+                            help="Images are decoded once at this square size and cached on disk.")
+        val_pct = st.slider("Validation carved from train (%)", 0, 30, key="ds_val_pct",
+                            help="Patient-grouped and stratified by class. 0 keeps the data set's own "
+                                 "val split (only 16 images in the Kaggle set).")
+    return DatasetChoice(spec.strip(), int(size), val_pct / 100)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _cached_set(spec: str, size: int, fingerprint: str) -> ImageSet:
+    return cache.load(parse_spec(spec), size)
+
+
+def load_dataset(choice: DatasetChoice) -> ImageSet:
+    """The decoded data set; a first scan shows a progress bar with an ETA.
+
+    Stops the page with a clear message when the data set cannot be used.
+    """
+    if not choice.spec:
+        st.info("Enter the path of a folder in the Kaggle layout in the sidebar.")
+        st.stop()
+    try:
+        source = parse_spec(choice.spec)
+        fingerprint = source.fingerprint(choice.size, cache.ResizeMode.SQUASH)
+        if not cache.is_cached(source, choice.size):
+            _build_with_progress(source, choice.size)
+        return _cached_set(choice.spec, choice.size, fingerprint)
+    except DatasetError as exc:
+        st.error(str(exc))
+        st.stop()
+
+
+def _build_with_progress(source, size: int) -> None:
+    bar = st.progress(0.0, text=f"First scan of {source.name}: decoding images once…")
+    start = time.monotonic()
+
+    def progress(done: int, total: int) -> None:
+        elapsed = time.monotonic() - start
+        eta = elapsed / done * (total - done) if done else 0
+        bar.progress(done / total, text=f"Decoding {done:,} / {total:,} images · {elapsed:.0f} s elapsed · ETA {eta:.0f} s")
+
+    cache.load(source, size, progress=progress)
+    bar.empty()
+
+
+@st.cache_data(show_spinner="Computing statistics…", max_entries=8)
+def image_statistics(key: str, _image_set: ImageSet) -> dict:
+    """Histograms and mean images: the only statistics that read every pixel, so cached."""
+    return {"histograms": stats.intensity_histograms(_image_set), "means": stats.mean_images(_image_set)}
+
+
+def synthetic_banner(image_set: ImageSet) -> None:
+    """Every page that shows data says so when it is synthetic."""
+    if image_set.synthetic:
+        st.warning("**Synthetic data**: these images are drawn by a program to look like chest "
+                   "X-rays. They are not real radiographs and say nothing about real patients.",
+                   icon=":material/science:")

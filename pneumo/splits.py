@@ -1,0 +1,74 @@
+"""Train/val/test assignment without patient leakage, and the leakage report for any split.
+
+The official Kaggle val split has 16 images, too few to pick a threshold or stop early on.
+The working validation split is carved from train instead: stratified by class, seeded,
+grouped by patient so no patient lands in two splits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import StratifiedGroupKFold
+
+DEFAULT_VAL_FRACTION = 0.1
+
+
+def assign_splits(records: pd.DataFrame, val_fraction: float = DEFAULT_VAL_FRACTION, seed: int = 0) -> pd.Series:
+    """The working split of each record.
+
+    ``val_fraction`` > 0: official train and val are pooled and ``val_fraction`` of the
+    patients (stratified by class) become val; test is never touched. ``val_fraction`` = 0
+    keeps the official split as it is.
+    """
+    split = records["split"].copy()
+    if val_fraction <= 0:
+        return split
+    if not 0 < val_fraction <= 0.5:
+        raise ValueError(f"val fraction must be between 0 and 0.5, got {val_fraction}")
+    pool = np.flatnonzero(split.isin(["train", "val"]).to_numpy())
+    if len(pool) < 2:
+        return split
+    labels = records["label"].to_numpy()[pool]
+    groups = records["patient"].to_numpy()[pool]
+    n_splits = max(2, min(round(1 / val_fraction), len(set(groups))))
+    folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    _, val_idx = next(folds.split(np.zeros(len(pool)), labels, groups))
+    split.iloc[pool] = "train"
+    split.iloc[pool[val_idx]] = "val"
+    return split
+
+
+@dataclass
+class LeakageReport:
+    """Patients found in more than one split, and identical images in more than one split."""
+
+    patients: pd.DataFrame  # patient, splits, images
+    duplicates: pd.DataFrame  # digest, splits, files
+
+    @property
+    def clean(self) -> bool:
+        return self.patients.empty and self.duplicates.empty
+
+
+def leakage(records: pd.DataFrame, split: pd.Series | None = None) -> LeakageReport:
+    """Leaks between splits for ``split`` (default: the official one)."""
+    frame = records.assign(split=records["split"] if split is None else split)
+    return LeakageReport(
+        patients=_across(frame, "patient", "images", "size"),
+        duplicates=_across(frame, "digest", "files", lambda ids: ", ".join(ids)),
+    )
+
+
+def _across(frame: pd.DataFrame, key: str, column: str, summary: str | Callable) -> pd.DataFrame:
+    spread = frame.groupby(key)["split"].nunique()
+    leaked = frame[frame[key].isin(spread[spread > 1].index)]
+    grouped = leaked.groupby(key)
+    table = pd.DataFrame({
+        "splits": grouped["split"].agg(lambda s: ", ".join(sorted(set(s)))),
+        column: grouped["id"].agg(summary),
+    })
+    return table.reset_index()
