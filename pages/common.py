@@ -30,20 +30,20 @@ class DatasetChoice:
 
 
 def _initial_state() -> None:
-    """Seed the picker from ``PNEUMO_DATA`` once per browser session."""
-    if "ds_kind" in st.session_state:
-        return
+    """Seed the picker from ``PNEUMO_DATA``; keys already in session state are kept."""
     spec = default_dataset_spec()
-    st.session_state.update(ds_kind="Synthetic", ds_folder="", ds_mnist_size=128, ds_npz="",
-                            ds_size=128, ds_val_pct=10)
+    defaults = {"ds_kind": "Synthetic", "ds_folder": "", "ds_mnist_size": 128, "ds_npz": "", "ds_size": 128,
+                "ds_val_pct": 10}
     if spec.lower().startswith("pneumoniamnist:"):
         size = spec.partition(":")[2]
-        st.session_state.update(ds_kind="PneumoniaMNIST",
-                                ds_mnist_size=int(size) if size.isdigit() and int(size) in mnist.SIZES else 128)
+        defaults.update(ds_kind="PneumoniaMNIST",
+                        ds_mnist_size=int(size) if size.isdigit() and int(size) in mnist.SIZES else 128)
     elif spec.lower().endswith(".npz"):
-        st.session_state.update(ds_kind="PneumoniaMNIST", ds_npz=spec)
+        defaults.update(ds_kind="PneumoniaMNIST", ds_npz=spec)
     elif not spec.startswith("synthetic"):
-        st.session_state.update(ds_kind="Folder", ds_folder=spec)
+        defaults.update(ds_kind="Folder", ds_folder=spec)
+    for key, value in defaults.items():
+        st.session_state.setdefault(key, value)
 
 
 def dataset_picker() -> DatasetChoice:
@@ -104,7 +104,8 @@ def _build_with_progress(source, size: int) -> None:
     def progress(done: int, total: int) -> None:
         elapsed = time.monotonic() - start
         eta = elapsed / done * (total - done) if done else 0
-        bar.progress(done / total, text=f"Decoding {done:,} / {total:,} images · {elapsed:.0f} s elapsed · ETA {eta:.0f} s")
+        bar.progress(done / total,
+                     text=f"Decoding {done:,} / {total:,} images · {elapsed:.0f} s elapsed · ETA {eta:.0f} s")
 
     cache.load(source, size, progress=progress)
     bar.empty()

@@ -68,18 +68,26 @@ with patients:
 with images:
     figures = image_statistics(image_set.key, _image_set=image_set)
     left, right = st.columns(2)
-    left.plotly_chart(charts.size_scatter(records), width="stretch")
+    sizes = records[["width", "height"]].drop_duplicates()
+    if len(sizes) == 1:
+        left.info(f"Every image is {sizes.iloc[0, 0]} × {sizes.iloc[0, 1]} pixels in the source.")
+    else:
+        left.plotly_chart(charts.size_scatter(records), width="stretch")
     right.plotly_chart(charts.intensity_lines(figures["histograms"]), width="stretch")
     st.plotly_chart(charts.mean_image_panel(figures["means"]), width="stretch")
 
 with leaks:
     report = splits.leakage(records, split)
-    if report.clean:
-        st.success("No leakage: no patient and no identical image appears in two splits.")
-    if not report.patients.empty:
-        st.warning(f"{len(report.patients)} patient id(s) (read from file names) appear in more than one split.")
+    if report.patients.empty:
+        st.success("No patient appears in two splits.")
+    else:
+        st.warning(f"{len(report.patients)} patient id(s) (read from file names) appear in more than one split: "
+                   "a model tested on them may have seen the same patient in training, so scores on those "
+                   "splits can be optimistic.")
         st.dataframe(report.patients, hide_index=True, width="stretch")
-    if not report.duplicates.empty:
+    if report.duplicates.empty:
+        st.success("No identical image (same bytes) appears in two splits.")
+    else:
         st.warning(f"{len(report.duplicates)} identical image(s) (same bytes) appear in more than one split.")
         st.dataframe(report.duplicates, hide_index=True, width="stretch")
 
@@ -91,9 +99,9 @@ with gallery:
     pick_subtype = f3.selectbox("Subtype", ["any", *subtypes_here], key="gallery_subtype")
     mask = (split == pick_split).to_numpy()
     if pick_class != "any":
-        mask &= (records["cls"] == pick_class).to_numpy()
+        mask = mask & (records["cls"] == pick_class).to_numpy()
     if pick_subtype != "any":
-        mask &= (records["subtype"] == pick_subtype).to_numpy()
+        mask = mask & (records["subtype"] == pick_subtype).to_numpy()
     idx = np.flatnonzero(mask)
     if st.button("Another sample", icon=":material/shuffle:"):
         st.session_state["gallery_seed"] = st.session_state.get("gallery_seed", 0) + 1

@@ -170,8 +170,8 @@ class FolderSource(Source):
             path = listing.files[i][3]
             try:
                 data = path.read_bytes()
-                width, height = header_size(data)
-                results[i] = (decode_gray(data, size, mode), width, height, _digest(data))
+                array = decode_gray(data, size, mode)  # first: it turns any bad file into a clear reason
+                results[i] = (array, *header_size(data), _digest(data))
             except ImageDecodeError as exc:
                 results[i] = str(exc)
             except Exception as exc:  # noqa: BLE001 - any unreadable file is skipped, never fatal

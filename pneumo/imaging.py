@@ -93,6 +93,6 @@ def _reason(exc: Exception) -> str:
     text = str(exc) or type(exc).__name__
     if "cannot identify image file" in text:
         return "not an image file (or an unsupported format)"
-    if "truncated" in text or "broken data stream" in text:
+    if "truncated" in text.lower() or "broken data stream" in text:
         return "truncated or corrupt image data"
     return text

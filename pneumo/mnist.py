@@ -58,6 +58,8 @@ def fetch(size: int, timeout: float = 30.0) -> Path:
         ) from exc
     if digest.hexdigest() != MD5[size]:
         part.unlink(missing_ok=True)
-        raise DownloadError(f"PneumoniaMNIST {size} px download is corrupt (MD5 {digest.hexdigest()}, expected {MD5[size]}).")
+        raise DownloadError(
+            f"PneumoniaMNIST {size} px download is corrupt (MD5 {digest.hexdigest()}, expected {MD5[size]})."
+        )
     part.replace(target)
     return target

@@ -7,6 +7,7 @@ grouped by patient so no patient lands in two splits.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -30,13 +31,15 @@ def assign_splits(records: pd.DataFrame, val_fraction: float = DEFAULT_VAL_FRACT
     if not 0 < val_fraction <= 0.5:
         raise ValueError(f"val fraction must be between 0 and 0.5, got {val_fraction}")
     pool = np.flatnonzero(split.isin(["train", "val"]).to_numpy())
-    if len(pool) < 2:
-        return split
     labels = records["label"].to_numpy()[pool]
     groups = records["patient"].to_numpy()[pool]
-    n_splits = max(2, min(round(1 / val_fraction), len(set(groups))))
+    n_splits = min(round(1 / val_fraction), len(set(groups)), np.bincount(labels).max())
+    if n_splits < 2:  # too few patients to carve anything: keep the official split
+        return split
     folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    _, val_idx = next(folds.split(np.zeros(len(pool)), labels, groups))
+    with warnings.catch_warnings():  # tiny sets: "least populated class has only N members"
+        warnings.simplefilter("ignore", UserWarning)
+        _, val_idx = next(folds.split(np.zeros(len(pool)), labels, groups))
     split.iloc[pool] = "train"
     split.iloc[pool[val_idx]] = "val"
     return split

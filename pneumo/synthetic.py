@@ -60,10 +60,13 @@ def draw(case: SyntheticCase, size: int, seed: int = 0) -> tuple[np.ndarray, np.
 
     dx, dy = rng.normal(0, 0.03, 2)
     body = _ellipse(x, y, dx, 0.15 + dy, rng.uniform(0.78, 0.9), 1.15, edge * 4)
-    right = _ellipse(x, y, dx - rng.uniform(0.34, 0.4), dy - 0.08, rng.uniform(0.22, 0.27), rng.uniform(0.5, 0.58), edge * 3)
-    left = _ellipse(x, y, dx + rng.uniform(0.34, 0.4), dy - 0.1, rng.uniform(0.2, 0.25), rng.uniform(0.47, 0.55), edge * 3)
+    right = _ellipse(x, y, dx - rng.uniform(0.34, 0.4), dy - 0.08, rng.uniform(0.22, 0.27), rng.uniform(0.5, 0.58),
+                     edge * 3)
+    left = _ellipse(x, y, dx + rng.uniform(0.34, 0.4), dy - 0.1, rng.uniform(0.2, 0.25), rng.uniform(0.47, 0.55),
+                    edge * 3)
     lungs = np.clip(right + left, 0, 1)
-    heart = _ellipse(x, y, dx + rng.uniform(0.1, 0.18), dy + 0.25, rng.uniform(0.26, 0.32), rng.uniform(0.2, 0.26), edge * 8)
+    heart = _ellipse(x, y, dx + rng.uniform(0.1, 0.18), dy + 0.25, rng.uniform(0.26, 0.32), rng.uniform(0.2, 0.26),
+                     edge * 8)
     spine = _band(np.abs(x - dx), 0.07, edge * 2)
     ribs = _ribs(x - dx, y - dy, rng, edge)
 

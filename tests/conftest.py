@@ -1,0 +1,45 @@
+"""Shared fixtures: an isolated cache and run store per test, and generated Kaggle-style trees."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+REAL_CHEST_XRAY = SHARED_DATA / "chest_xray"
+
+
+@pytest.fixture(autouse=True)
+def isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test gets its own cache and run store, so none sees another's files."""
+    monkeypatch.setenv("PNEUMO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("PNEUMO_RUNS", str(tmp_path / "runs"))
+    monkeypatch.delenv("PNEUMO_DATA", raising=False)
+
+
+def image_bytes(fmt: str = "JPEG", size: tuple[int, int] = (40, 30), value: int = 128, mode: str = "L") -> bytes:
+    """A small real image file; ``value`` sets its content so files differ."""
+    rng = np.random.default_rng(value)
+    arr = np.clip(rng.normal(value, 20, (size[1], size[0])), 0, 255).astype(np.uint8)
+    img = Image.fromarray(arr, mode="L").convert(mode)
+    buf = io.BytesIO()
+    img.save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def make_tree(root: Path, layout: dict[str, dict[str, list[str]]]) -> Path:
+    """Write ``{split_dir: {class_dir: [file names]}}`` under root with real image bytes."""
+    n = 0
+    for split, classes in layout.items():
+        for cls, names in classes.items():
+            folder = root / split / cls
+            folder.mkdir(parents=True, exist_ok=True)
+            for name in names:
+                n += 1
+                fmt = "PNG" if name.lower().endswith(".png") else "JPEG"
+                (folder / name).write_bytes(image_bytes(fmt, value=n * 7 % 250))
+    return root

@@ -1,0 +1,108 @@
+"""The real thing: ``streamlit run`` served to headless Chromium, every page opened.
+
+Screenshots land in ``artifacts/screenshots/`` for a person to look at.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+ROOT = Path(__file__).resolve().parents[1]
+SHOTS = ROOT / "artifacts" / "screenshots"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Chromium is not installed (apt install chromium)"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = _free_port()
+    work = tmp_path_factory.mktemp("browser")
+    env = {**os.environ, "PNEUMO_CACHE": str(work / "cache"), "PNEUMO_RUNS": str(work / "runs")}
+    env.pop("PNEUMO_DATA", None)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
+         "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("streamlit did not start")
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def browser_page(app_url: str):
+    from playwright.sync_api import sync_playwright
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1400, "height": 2000})
+        yield page
+        browser.close()
+
+
+def _settle(page, text: str) -> None:
+    """Wait for ``text`` on screen and for the script to finish running."""
+    page.get_by_text(text).first.wait_for(timeout=120_000)
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000)
+    assert page.locator('[data-testid="stException"]').count() == 0, page.inner_text("body")[:2000]
+
+
+def test_dataset_page_renders_statistics(browser_page, app_url: str) -> None:
+    page = browser_page
+    page.goto(app_url)
+    _settle(page, "Images per split and class")
+    assert page.get_by_text("Synthetic data").count() >= 1
+    assert page.locator(".js-plotly-plot").count() >= 1
+    page.screenshot(path=str(SHOTS / "dataset-balance.png"))
+    for tab, expect in (("Images", "Mean image per class"), ("Leakage", "No identical image"),
+                        ("Gallery", "matching images")):
+        page.get_by_role("tab", name=tab).click()
+        _settle(page, expect)
+        page.screenshot(path=str(SHOTS / f"dataset-{tab.lower()}.png"))
+    assert page.locator('[data-testid="stImage"]').count() >= 6
+
+
+@pytest.mark.parametrize("name", ["Train", "Evaluate", "Predict"])
+def test_every_page_opens_and_keeps_the_sidebar(browser_page, app_url: str, name: str) -> None:
+    page = browser_page
+    page.goto(app_url)
+    _settle(page, "Images per split and class")
+    page.get_by_role("link", name=name).click()
+    _settle(page, "Coming next")
+    assert page.get_by_role("heading", name=name).count() == 1
+    assert page.get_by_text("Data set").count() >= 1  # the shared sidebar is still there
+    page.screenshot(path=str(SHOTS / f"{name.lower()}.png"))
