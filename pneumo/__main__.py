@@ -1,0 +1,3 @@
+from pneumo.cli import main
+
+main()

@@ -1,0 +1,87 @@
+"""Data augmentation as Keras preprocessing layers: seeded, and active only in training.
+
+The layers sit at the front of the model, so the same pixels reach the network however it is
+fed (tf.data, arrays, the Predict page) and a saved model carries no augmentation at
+inference: Keras' random layers are the identity unless ``training=True``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import keras
+
+# Magnitudes are Keras' own factors: rotation as a fraction of a full turn, zoom and shift as a
+# fraction of the image side, brightness as a fraction of the value range, contrast as a factor.
+HELP = {
+    "rotation": "Random rotation, as a fraction of a full turn (0.07 = ±25°).",
+    "zoom": "Random zoom in or out, as a fraction of the image size.",
+    "shift": "Random shift up/down/left/right, as a fraction of the image size.",
+    "flip": "Mirror left-right. Off by default: it moves the heart to the wrong side, which never "
+            "happens on a real chest film.",
+    "brightness": "Random brightness change, as a fraction of the grey range.",
+    "contrast": "Random contrast change (0.2 = contrast scaled by 0.8 to 1.2).",
+}
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Each transform is off at 0 (flip: False)."""
+
+    rotation: float = 0.0
+    zoom: float = 0.0
+    shift: float = 0.0
+    flip: bool = False
+    brightness: float = 0.0
+    contrast: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Augmentation:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def problems(self) -> list[str]:
+        out = []
+        for name, top in (("rotation", 0.5), ("zoom", 0.9), ("shift", 0.5), ("brightness", 0.9), ("contrast", 0.9)):
+            value = getattr(self, name)
+            if not 0 <= value <= top:
+                out.append(f"augmentation {name} must be between 0 and {top}, got {value}")
+        return out
+
+    @property
+    def active(self) -> bool:
+        return any(asdict(self).values())
+
+
+PRESETS: dict[str, Augmentation] = {
+    "none": Augmentation(),
+    "light": Augmentation(rotation=0.02, zoom=0.1, shift=0.05, brightness=0.1, contrast=0.1),
+    # The original ResNet50 pneumonia study: rotation ±25 % of 360°, zoom 25 %, shift 20 %.
+    "heavy": Augmentation(rotation=0.25, zoom=0.25, shift=0.2, brightness=0.2, contrast=0.2),
+}
+
+
+def preset_name(augmentation: Augmentation) -> str:
+    """The preset an augmentation equals, or 'custom'."""
+    return next((name for name, preset in PRESETS.items() if preset == augmentation), "custom")
+
+
+def augmentation_layers(augmentation: Augmentation, seed: int) -> list[keras.layers.Layer]:
+    """The preprocessing layers for the chosen transforms, in a fixed order, each seeded."""
+    a = augmentation
+    candidates = [
+        (a.flip, lambda s: keras.layers.RandomFlip("horizontal", seed=s, name="aug_flip")),
+        (a.rotation, lambda s: keras.layers.RandomRotation(a.rotation, fill_mode="constant", seed=s,
+                                                           name="aug_rotation")),
+        (a.zoom, lambda s: keras.layers.RandomZoom(a.zoom, a.zoom, fill_mode="constant", seed=s, name="aug_zoom")),
+        (a.shift, lambda s: keras.layers.RandomTranslation(a.shift, a.shift, fill_mode="constant", seed=s,
+                                                           name="aug_shift")),
+        (a.brightness, lambda s: keras.layers.RandomBrightness(a.brightness, value_range=(0, 255), seed=s,
+                                                               name="aug_brightness")),
+        (a.contrast, lambda s: keras.layers.RandomContrast(a.contrast, value_range=(0, 255), seed=s,
+                                                           name="aug_contrast")),
+    ]
+    return [make(seed + i) for i, (on, make) in enumerate(candidates) if on]

@@ -1,0 +1,142 @@
+"""Command line: the same engine as the Train page, headless (a GPU box without a browser).
+
+    python -m pneumo train --dataset synthetic --model cnn --epochs 10 ...   foreground, progress bar
+    python -m pneumo train ... --queue                                       hand it to the queue instead
+    python -m pneumo runs                                                    list runs
+    python -m pneumo stop RUN | resume RUN
+    python -m pneumo worker RUN_DIR                                          (used by the queue)
+
+Every TrainConfig field is an option, so every option the UI has, the CLI has.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import fields
+from pathlib import Path
+
+from pneumo.augment import PRESETS, Augmentation
+from pneumo.config import MODELS, TrainConfig
+from pneumo.runs import RunStore
+
+_HELP = {
+    "dataset": "synthetic, synthetic:SEED, pneumoniamnist:SIZE, a .npz file or a Kaggle-layout folder",
+    "model": "cnn or resnet50",
+    "weights": "ResNet50 start: imagenet, none (from scratch) or a path to a .h5 weights file",
+    "unfreeze": "ResNet50 layers unfrozen (from the top) in phase 2; 0 skips fine-tuning",
+    "epochs": "epochs of phase 1 (the only phase for the CNN)",
+    "fine_tune_epochs": "epochs of phase 2 (ResNet50 with --unfreeze > 0)",
+    "val_fraction": "share of train carved off as validation, grouped by patient (0 = official val)",
+    "early_stopping": "EarlyStopping patience on val AUC, in epochs (0 = off)",
+    "reduce_lr": "ReduceLROnPlateau patience on val loss, in epochs (0 = off)",
+    "mixed_precision": "mixed float16 on a GPU (ignored on a CPU)",
+}
+
+
+def _add_config_options(parser: argparse.ArgumentParser) -> None:
+    defaults = TrainConfig()
+    for f in fields(TrainConfig):
+        if f.name == "augmentation":
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = getattr(defaults, f.name)
+        if isinstance(default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=_HELP.get(f.name))
+        else:
+            parser.add_argument(flag, type=type(default), default=default,
+                                choices=MODELS if f.name == "model" else None,
+                                help=(_HELP.get(f.name, "") + f" (default {default})").strip())
+    parser.add_argument("--augment", choices=sorted(PRESETS), default="none", help="augmentation preset")
+    for name in ("rotation", "zoom", "shift", "brightness", "contrast"):
+        parser.add_argument(f"--aug-{name}", type=float, help=f"augmentation {name} (overrides the preset)")
+    parser.add_argument("--aug-flip", action=argparse.BooleanOptionalAction, default=None,
+                        help="left-right flip (off by default: it puts the heart on the wrong side)")
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    values = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.name != "augmentation"}
+    augmentation = PRESETS[args.augment].to_dict()
+    for name in ("rotation", "zoom", "shift", "brightness", "contrast", "flip"):
+        if getattr(args, f"aug_{name}") is not None:
+            augmentation[name] = getattr(args, f"aug_{name}")
+    return TrainConfig(**values, augmentation=Augmentation(**augmentation))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m pneumo", description="pneumo training from the command line")
+    commands = parser.add_subparsers(dest="command", required=True)
+    train = commands.add_parser("train", help="train a model (foreground, with a progress bar)")
+    _add_config_options(train)
+    train.add_argument("--queue", action="store_true", help="hand the run to the queue and return at once")
+    commands.add_parser("runs", help="list runs")
+    for name in ("stop", "resume"):
+        commands.add_parser(name, help=f"{name} a run").add_argument("run")
+    commands.add_parser("worker", help=argparse.SUPPRESS).add_argument("run_dir", type=Path)
+    args = parser.parse_args(argv)
+
+    if args.command == "train":
+        sys.exit(_train(config_from_args(args), queue=args.queue))
+    if args.command == "runs":
+        _list_runs()
+    elif args.command == "worker":
+        _worker(args.run_dir)
+    else:
+        from pneumo import jobs
+
+        run = RunStore().get(args.run)
+        (jobs.stop if args.command == "stop" else jobs.resume)(run)
+        print(f"{args.command}: {run.id} is now {run.status()['state']}")
+
+
+def _train(config: TrainConfig, queue: bool) -> int:
+    from pneumo import jobs
+
+    problems = config.problems()
+    if problems:
+        print("invalid configuration:\n  " + "\n  ".join(problems), file=sys.stderr)
+        return 2
+    if queue:
+        run = jobs.submit(config)
+        print(f"queued {run.id} in {run.path.parent}")
+        return 0
+    from pneumo.training import run_training
+
+    run = RunStore().create(config)
+    print(f"run {run.id} in {run.path}", flush=True)
+    state = run_training(run, verbose=1)
+    jobs.schedule()  # a run this one waited behind may start now
+    return 0 if state in ("finished", "stopped") else 1
+
+
+def _worker(run_dir: Path) -> None:
+    from pneumo import jobs
+    from pneumo.runs import Run
+    from pneumo.training import run_training
+
+    run = Run(run_dir.resolve())
+    run_training(run, verbose=2)
+    jobs.schedule(RunStore(run.path.parent))
+
+
+def _list_runs() -> None:
+    from pneumo import jobs
+
+    store = RunStore()
+    if store.root.is_dir():
+        jobs.reconcile(store)
+    runs = store.runs()
+    if not runs:
+        print(f"no runs in {store.root}")
+        return
+    print(f"{'run':<36}{'model':<10}{'state':<10}{'epochs':>7}{'best val AUC':>14}  started")
+    for run in runs:
+        if run.damage:
+            print(f"{run.id:<36}{'?':<10}{'damaged':<10}{'':>7}{'':>14}  {run.damage}")
+            continue
+        status, history = run.status(), run.history()
+        best = f"{history['val_auc'].max():.3f}" if "val_auc" in history and len(history) else "-"
+        started = time.strftime("%Y-%m-%d %H:%M", time.localtime(status["started"])) if status.get("started") else "-"
+        print(f"{run.id:<36}{run.config().model:<10}{status['state']:<10}{len(history):>7}{best:>14}  {started}")
+    print(f"({len(runs)} runs in {store.root}; at most {jobs.max_parallel()} train at once)")

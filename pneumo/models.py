@@ -1,0 +1,153 @@
+"""Model builders: a custom CNN and ResNet50 transfer learning.
+
+Every model takes the raw grayscale image (0-255, H x W x 1): augmentation, rescaling, grey to
+RGB and the ImageNet normalisation are layers inside it, all built-in and serializable, so a
+saved ``.keras`` file loads with ``safe_mode=True`` and nothing else needs to know how it
+was fed. ResNet50 is built flat (``input_tensor``), so its conv layers are layers of the
+model itself and saliency methods can reach them.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import keras
+import pandas as pd
+
+from pneumo.augment import augmentation_layers
+from pneumo.config import TrainConfig
+
+RESNET_WEIGHTS_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+RESNET_WEIGHTS_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/resnet/" + RESNET_WEIGHTS_FILE)
+IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)  # keras.applications.resnet50.preprocess_input ("caffe")
+_BASE_LAYER = re.compile(r"^(conv\d|pool\d)_")  # the names keras.applications gives ResNet50's layers
+STAGES = ("conv1", "conv2", "conv3", "conv4", "conv5")
+
+
+class WeightsUnavailable(RuntimeError):
+    """ImageNet weights could not be loaded; the message says what to do instead."""
+
+
+def imagenet_weights_path() -> Path:
+    """Where Keras looks for (and downloads) the ResNet50 ImageNet weights."""
+    return Path(keras.src.backend.config.keras_home()) / "models" / RESNET_WEIGHTS_FILE
+
+
+def build(config: TrainConfig) -> keras.Model:
+    """The model a config asks for, compiled by the caller."""
+    if config.model == "cnn":
+        return build_cnn(config)
+    return build_resnet50(config)
+
+
+def _input_and_augment(config: TrainConfig) -> tuple[keras.KerasTensor, keras.KerasTensor]:
+    inputs = keras.Input((config.image_size, config.image_size, 1), name="image")
+    x = inputs
+    for layer in augmentation_layers(config.augmentation, config.seed):
+        x = layer(x)
+    return inputs, x
+
+
+def build_cnn(config: TrainConfig) -> keras.Model:
+    """Conv blocks (Conv2D + BatchNorm + ReLU + MaxPool), filters doubling, then a small head."""
+    inputs, x = _input_and_augment(config)
+    x = keras.layers.Rescaling(1 / 255, name="rescale")(x)
+    for block in range(config.cnn_blocks):
+        filters = min(512, config.cnn_filters * 2**block)
+        x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"block{block + 1}_conv")(x)
+        x = keras.layers.BatchNormalization(name=f"block{block + 1}_bn")(x)
+        x = keras.layers.ReLU(name=f"block{block + 1}_relu")(x)
+        x = keras.layers.MaxPooling2D(name=f"block{block + 1}_pool")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    x = keras.layers.Dropout(config.dropout, name="dropout")(x)
+    if config.cnn_dense:
+        x = keras.layers.Dense(config.cnn_dense, activation="relu", name="dense")(x)
+        x = keras.layers.Dropout(config.dropout, name="dropout_dense")(x)
+    outputs = keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="pneumonia")(x)
+    return keras.Model(inputs, outputs, name="pneumo_cnn")
+
+
+def build_resnet50(config: TrainConfig) -> keras.Model:
+    """ResNet50 base (frozen for phase 1) + GlobalAveragePooling -> Dense(L2) -> Dropout -> sigmoid.
+
+    Raises WeightsUnavailable at once when ImageNet weights are asked for and cannot be had:
+    training from scratch while the UI says "transfer" would be a silent lie.
+    """
+    inputs, x = _input_and_augment(config)
+    x = keras.layers.Concatenate(name="grey_to_rgb")([x, x, x])
+    x = keras.layers.Normalization(mean=list(IMAGENET_BGR_MEAN), variance=[1.0, 1.0, 1.0], name="imagenet_norm")(x)
+    weights = {"imagenet": "imagenet", "none": None}.get(config.weights, config.weights)
+    try:
+        base = keras.applications.ResNet50(include_top=False, weights=weights, input_tensor=x)
+    except Exception as exc:  # download and file errors come in many types
+        raise WeightsUnavailable(_weights_message(config.weights, exc)) from exc
+    features = keras.layers.GlobalAveragePooling2D(name="gap")(base.output)
+    features = keras.layers.Dense(256, activation="relu", kernel_regularizer=keras.regularizers.L2(config.l2),
+                                  name="head_dense")(features)
+    features = keras.layers.Dropout(config.dropout, name="head_dropout")(features)
+    outputs = keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="pneumonia")(features)
+    model = keras.Model(inputs, outputs, name="pneumo_resnet50")
+    set_unfrozen(model, 0)
+    return model
+
+
+def _weights_message(weights: str, exc: Exception) -> str:
+    if weights == "imagenet":
+        return (f"ImageNet weights for ResNet50 could not be downloaded ({type(exc).__name__}: {exc}). "
+                f"Offline? Download {RESNET_WEIGHTS_URL} elsewhere and place it as {imagenet_weights_path()}, "
+                "or give the path of that .h5 file as the weights, or choose weights 'none' to train from scratch.")
+    return f"Could not load ResNet50 weights from {weights}: {exc}"
+
+
+def base_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """ResNet50's own layers inside a flat model, in graph order."""
+    return [layer for layer in model.layers if _BASE_LAYER.match(layer.name)]
+
+
+def set_unfrozen(model: keras.Model, k: int) -> None:
+    """Freeze the ResNet50 base except its top ``k`` layers; the head always trains.
+
+    BatchNormalization layers stay frozen whatever ``k`` is: a frozen Keras 3 BN runs in
+    inference mode, and letting BN statistics update on small batches is the known cause
+    of collapsed transfer runs.
+    """
+    base = base_layers(model)
+    base_ids = {id(layer) for layer in base}
+    top = {id(layer) for layer in base[len(base) - k:]} if k > 0 else set()
+    for layer in model.layers:
+        if id(layer) in base_ids:
+            layer.trainable = id(layer) in top and not isinstance(layer, keras.layers.BatchNormalization)
+        elif layer.weights:
+            layer.trainable = True
+
+
+def trainable_table(model: keras.Model, k: int) -> pd.DataFrame:
+    """Per ResNet50 stage: layers, how many train at unfreeze depth ``k``, and parameter counts.
+
+    Sets the model's trainable flags to depth ``k``, as training phase 2 would.
+    """
+    set_unfrozen(model, k)
+    rows = []
+    for stage in (*STAGES, "head"):
+        if stage == "head":
+            layers = [la for la in model.layers if la.weights and not _BASE_LAYER.match(la.name)]
+        else:
+            layers = [la for la in base_layers(model) if la.name.startswith(stage + "_")]
+        rows.append({
+            "stage": stage,
+            "layers": len(layers),
+            "trainable layers": sum(la.trainable and bool(la.trainable_weights) for la in layers),
+            "params": sum(_count(la.weights) for la in layers),
+            "trainable params": sum(_count(la.trainable_weights) for la in layers),
+        })
+    return pd.DataFrame(rows)
+
+
+def trainable_params(model: keras.Model) -> int:
+    return _count(model.trainable_weights)
+
+
+def _count(weights: list) -> int:
+    return int(sum(math.prod(w.shape) for w in weights))
