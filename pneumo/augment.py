@@ -40,8 +40,11 @@ class Augmentation:
 
     @classmethod
     def from_dict(cls, data: dict) -> Augmentation:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        values = {f.name: data[f.name] for f in fields(cls) if f.name in data}
+        for name, value in values.items():
+            if isinstance(value, str) or not isinstance(value, int | float):
+                raise ValueError(f"augmentation {name} should be a number, not {value!r}")
+        return cls(**values)
 
     def problems(self) -> list[str]:
         out = []

@@ -27,7 +27,7 @@ class TrainConfig:
     # Custom CNN: blocks of Conv2D + BatchNorm + ReLU + MaxPool, filters doubling each block.
     cnn_filters: int = 32
     cnn_blocks: int = 4
-    cnn_dense: int = 128
+    cnn_dense: int = 0  # units of an extra dense layer before the output; 0 = none (learns fastest)
     dropout: float = 0.3
     # ResNet50 transfer learning.
     weights: str = "imagenet"  # "imagenet", "none" or a path to a .h5 weights file
@@ -57,10 +57,21 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:
-        names = {f.name for f in fields(cls)}
-        values = {k: v for k, v in data.items() if k in names}
-        values["augmentation"] = Augmentation.from_dict(values.get("augmentation") or {})
-        return cls(**values)
+        """Rebuild from ``to_dict`` output; unknown keys are ignored, wrong types raise ValueError."""
+        defaults = cls()
+        values = {}
+        for f in fields(cls):
+            if f.name not in data or f.name == "augmentation":
+                continue
+            value, expected = data[f.name], type(getattr(defaults, f.name))
+            ok = isinstance(value, expected) or (expected is float and isinstance(value, int))
+            if not ok or (expected is not bool and isinstance(value, bool)):
+                raise ValueError(f"{f.name} should be {expected.__name__}, not {value!r}")
+            values[f.name] = value
+        augmentation = data.get("augmentation") or {}
+        if not isinstance(augmentation, dict):
+            raise ValueError(f"augmentation should be an object, not {augmentation!r}")
+        return cls(**values, augmentation=Augmentation.from_dict(augmentation))
 
     def with_(self, **changes) -> TrainConfig:
         return replace(self, **changes)

@@ -57,7 +57,10 @@ def build_cnn(config: TrainConfig) -> keras.Model:
     for block in range(config.cnn_blocks):
         filters = min(512, config.cnn_filters * 2**block)
         x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"block{block + 1}_conv")(x)
-        x = keras.layers.BatchNormalization(name=f"block{block + 1}_bn")(x)
+        # momentum 0.9, not Keras' 0.99: the moving statistics start at variance 1 and must reach
+        # the real (much smaller) variance within the first epoch, or early validation scores are
+        # those of a saturated model (every prediction 1.0).
+        x = keras.layers.BatchNormalization(momentum=0.9, name=f"block{block + 1}_bn")(x)
         x = keras.layers.ReLU(name=f"block{block + 1}_relu")(x)
         x = keras.layers.MaxPooling2D(name=f"block{block + 1}_pool")(x)
     x = keras.layers.GlobalAveragePooling2D(name="gap")(x)

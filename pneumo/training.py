@@ -145,8 +145,8 @@ def _fit(run: Run, model: keras.Model, config: TrainConfig, train_ds, val_ds, st
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=config.reduce_lr,
                                                            min_lr=1e-7, verbose=1))
     callbacks.append(monitor)  # last: it logs the learning rate after the schedulers have set it
-    model.fit(train_ds, validation_data=val_ds, epochs=last, initial_epoch=first, class_weight=class_weight, shuffle=False,
-              callbacks=callbacks, verbose=verbose)
+    model.fit(train_ds, validation_data=val_ds, epochs=last, initial_epoch=first, class_weight=class_weight,
+              shuffle=False, callbacks=callbacks, verbose=verbose)
     return monitor.stop_reason
 
 

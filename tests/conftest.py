@@ -43,3 +43,20 @@ def make_tree(root: Path, layout: dict[str, dict[str, list[str]]]) -> Path:
                 fmt = "PNG" if name.lower().endswith(".png") else "JPEG"
                 (folder / name).write_bytes(image_bytes(fmt, value=n * 7 % 250))
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small learnable data set in the MedMNIST npz format: synthetic films at 64 px."""
+    from pneumo import synthetic
+
+    cases = synthetic.cases(0)
+    path = tmp_path_factory.mktemp("tiny") / "tiny.npz"
+    arrays = {}
+    for split, n in (("train", 600), ("val", 150), ("test", 150)):
+        chosen = [c for c in cases if c.split == ("test" if split == "test" else "train")]
+        chosen = chosen[:n] if split != "val" else chosen[-n:]
+        arrays[f"{split}_images"] = np.stack([synthetic.draw(c, 64)[0] for c in chosen])
+        arrays[f"{split}_labels"] = np.array([[c.label] for c in chosen], np.uint8)
+    np.savez(path, **arrays)
+    return path
