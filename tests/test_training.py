@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from pneumo.augment import PRESETS
 from pneumo.callbacks import RunMonitor, TriangularCyclicLR
 from pneumo.config import TrainConfig
 from pneumo.runs import RunStore
