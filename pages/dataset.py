@@ -3,14 +3,14 @@
 import numpy as np
 import streamlit as st
 
-from pages.common import image_statistics, load_dataset, synthetic_banner
 from pneumo import charts, splits, stats
 from pneumo.datasets import CLASSES, SPLITS
+from ui.common import current_choice, image_statistics, load_dataset, synthetic_banner
 
 GALLERY_SIZE = 24
 
 st.title("Dataset")
-choice = st.session_state["dataset_choice"]
+choice = current_choice()
 image_set = load_dataset(choice)
 records = image_set.records
 synthetic_banner(image_set)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 import keras
+import numpy as np
 
 # Magnitudes are Keras' own factors: rotation as a fraction of a full turn, zoom and shift as a
 # fraction of the image side, brightness as a fraction of the value range, contrast as a factor.
@@ -88,3 +89,11 @@ def augmentation_layers(augmentation: Augmentation, seed: int) -> list[keras.lay
                                                            name="aug_contrast")),
     ]
     return [make(seed + i) for i, (on, make) in enumerate(candidates) if on]
+
+
+def preview(image: np.ndarray, augmentation: Augmentation, count: int = 8, seed: int = 0) -> np.ndarray:
+    """``count`` augmented copies of one uint8 image, exactly as training would draw them."""
+    batch = np.repeat(np.asarray(image, np.float32)[None, ..., None], count, axis=0)
+    for layer in augmentation_layers(augmentation, seed):
+        batch = layer(batch, training=True)
+    return np.clip(keras.ops.convert_to_numpy(batch)[..., 0], 0, 255).astype(np.uint8)

@@ -59,3 +59,68 @@ def mean_image_panel(means: dict[str, np.ndarray]) -> go.Figure:
         fig.layout.annotations[i].text = name
     fig.update_xaxes(showticklabels=False).update_yaxes(showticklabels=False)
     return fig.update_layout(coloraxis_showscale=False, **_LAYOUT)
+
+
+# --- training curves -------------------------------------------------------------------
+
+METRIC_LABELS = {"loss": "Loss", "accuracy": "Accuracy", "auc": "AUC", "precision": "Precision", "recall": "Recall"}
+
+
+def epoch_curves(history: pd.DataFrame, metric: str, phase2_start: int | None = None,
+                 best: int | None = None) -> go.Figure:
+    """Train and validation ``metric`` per epoch, with the fine-tuning start and best epoch marked."""
+    fig = go.Figure()
+    for prefix, name, dash in (("", "train", "solid"), ("val_", "validation", "dash")):
+        column = prefix + metric
+        if column in history:
+            fig.add_scatter(x=history["epoch"], y=history[column], name=name, mode="lines+markers",
+                            line=dict(dash=dash))
+    if phase2_start is not None:
+        fig.add_vline(x=phase2_start + 0.5, line_dash="dot", line_color="grey",
+                      annotation_text="fine-tuning starts", annotation_position="top left")
+    if best is not None and f"val_{metric}" in history:
+        value = history.loc[history["epoch"] == best, f"val_{metric}"].iloc[0]
+        fig.add_scatter(x=[best], y=[value], name=f"best epoch ({best})", mode="markers",
+                        marker=dict(symbol="star", size=14, color="gold", line=dict(color="black", width=1)))
+    fig.update_layout(title=f"{METRIC_LABELS.get(metric, metric)} per epoch", xaxis_title="epoch",
+                      yaxis_title=METRIC_LABELS.get(metric, metric), **_LAYOUT)
+    return fig.update_xaxes(dtick=1 if len(history) <= 20 else None)
+
+
+def batch_loss(batches: pd.DataFrame, smoothed: np.ndarray) -> go.Figure:
+    fig = go.Figure()
+    fig.add_scatter(x=batches["step"], y=batches["loss"], name="per batch", mode="lines",
+                    line=dict(color="rgba(31,119,180,0.25)"))
+    fig.add_scatter(x=batches["step"], y=smoothed, name="smoothed", mode="lines", line=dict(color="#1f77b4"))
+    fig.update_layout(title="Training loss per batch", xaxis_title="batch (step)", yaxis_title="loss", **_LAYOUT)
+    return fig
+
+
+def learning_rate(batches: pd.DataFrame) -> go.Figure:
+    fig = px.line(batches, x="step", y="learning_rate", title="Learning rate", log_y=True)
+    return fig.update_layout(xaxis_title="batch (step)", yaxis_title="learning rate", **_LAYOUT)
+
+
+def compare_runs(histories: dict[str, pd.DataFrame], column: str) -> go.Figure:
+    """One line per run, same axes, one colour per run."""
+    fig = go.Figure()
+    for name, history in histories.items():
+        if column in history:
+            fig.add_scatter(x=history["epoch"], y=history[column], name=name, mode="lines+markers")
+    label = column.replace("val_", "validation ").replace("auc", "AUC")
+    fig.update_layout(title=f"{label} per epoch", xaxis_title="epoch", yaxis_title=label, **_LAYOUT)
+    return fig
+
+
+def unfreeze_diagram(blocks: pd.DataFrame) -> go.Figure:
+    """ResNet50 drawn as its blocks, left (input) to right (output): trainable ones coloured."""
+    colors = ["#ff7f0e" if t == "all" else "#ffbb78" if t == "some" else "#c7c7c7" for t in blocks["trains"]]
+    fig = go.Figure(go.Bar(
+        x=blocks["block"], y=[1] * len(blocks), marker_color=colors, width=0.92,
+        customdata=blocks[["params", "trainable params"]].to_numpy(),
+        text=blocks["stage"], textposition="inside",
+        hovertemplate="%{x}<br>%{customdata[1]:,} of %{customdata[0]:,} parameters train<extra></extra>"))
+    fig.update_yaxes(visible=False).update_xaxes(tickangle=-60)
+    fig.update_layout(title="ResNet50, input → output: orange trains, grey is frozen", height=230,
+                      margin=dict(l=10, r=10, t=40, b=10), showlegend=False)
+    return fig

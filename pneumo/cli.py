@@ -48,7 +48,7 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, type=type(default), default=default,
                                 choices=MODELS if f.name == "model" else None,
                                 help=(_HELP.get(f.name, "") + f" (default {default})").strip())
-    parser.add_argument("--augment", choices=sorted(PRESETS), default="none", help="augmentation preset")
+    parser.add_argument("--augment", choices=sorted(PRESETS), default="light", help="augmentation preset")
     for name in ("rotation", "zoom", "shift", "brightness", "contrast"):
         parser.add_argument(f"--aug-{name}", type=float, help=f"augmentation {name} (overrides the preset)")
     parser.add_argument("--aug-flip", action=argparse.BooleanOptionalAction, default=None,

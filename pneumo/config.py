@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
-from pneumo.augment import Augmentation
+from pneumo.augment import PRESETS, Augmentation
 
 MODELS = ("cnn", "resnet50")
 IMAGE_SIZES = (64, 96, 128, 160, 192, 224)
@@ -25,8 +25,8 @@ class TrainConfig:
     val_fraction: float = 0.1
     model: str = "cnn"
     # Custom CNN: blocks of Conv2D + BatchNorm + ReLU + MaxPool, filters doubling each block.
-    cnn_filters: int = 32
-    cnn_blocks: int = 4
+    cnn_filters: int = 16
+    cnn_blocks: int = 5
     cnn_dense: int = 0  # units of an extra dense layer before the output; 0 = none (learns fastest)
     dropout: float = 0.3
     # ResNet50 transfer learning.
@@ -34,7 +34,7 @@ class TrainConfig:
     unfreeze: int = 0  # top K base layers trained in phase 2; 0 skips phase 2
     l2: float = 1e-4
     # Optimisation.
-    epochs: int = 10  # phase 1 (the only phase for the CNN)
+    epochs: int = 12  # phase 1 (the only phase for the CNN)
     fine_tune_epochs: int = 5  # phase 2 (ResNet50 with unfreeze > 0)
     batch_size: int = 32
     learning_rate: float = 1e-3
@@ -47,7 +47,7 @@ class TrainConfig:
     clr_min: float = 1e-5
     clr_max: float = 1e-4
     clr_step: int = 500  # batches per half cycle
-    augmentation: Augmentation = field(default_factory=Augmentation)
+    augmentation: Augmentation = field(default_factory=lambda: PRESETS["light"])
     seed: int = 0
     mixed_precision: bool = True  # used only on a GPU
     name: str = ""

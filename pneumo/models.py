@@ -23,7 +23,6 @@ RESNET_WEIGHTS_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
 RESNET_WEIGHTS_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/resnet/" + RESNET_WEIGHTS_FILE)
 IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)  # keras.applications.resnet50.preprocess_input ("caffe")
 _BASE_LAYER = re.compile(r"^(conv\d|pool\d)_")  # the names keras.applications gives ResNet50's layers
-STAGES = ("conv1", "conv2", "conv3", "conv4", "conv5")
 
 
 class WeightsUnavailable(RuntimeError):
@@ -126,24 +125,29 @@ def set_unfrozen(model: keras.Model, k: int) -> None:
             layer.trainable = True
 
 
-def trainable_table(model: keras.Model, k: int) -> pd.DataFrame:
-    """Per ResNet50 stage: layers, how many train at unfreeze depth ``k``, and parameter counts.
+def trainable_blocks(model: keras.Model, k: int) -> pd.DataFrame:
+    """Per ResNet50 block (conv1, conv2_block1 ... conv5_block3) and the head: does it train at depth ``k``?
 
-    Sets the model's trainable flags to depth ``k``, as training phase 2 would.
+    ``trains`` is "all", "some" or "none" of the block's trainable-capable layers. Sets the
+    model's trainable flags to depth ``k``.
     """
     set_unfrozen(model, k)
+    groups: dict[str, list[keras.layers.Layer]] = {}
+    for layer in base_layers(model):
+        groups.setdefault(re.sub(r"^(conv\d(?:_block\d+)?|pool\d)_.*$", r"\1", layer.name), []).append(layer)
+    groups["head"] = [la for la in model.layers if la.weights and not _BASE_LAYER.match(la.name)]
     rows = []
-    for stage in (*STAGES, "head"):
-        if stage == "head":
-            layers = [la for la in model.layers if la.weights and not _BASE_LAYER.match(la.name)]
-        else:
-            layers = [la for la in base_layers(model) if la.name.startswith(stage + "_")]
+    for block, layers in groups.items():
+        if not any(la.weights for la in layers):
+            continue  # pool1_pad, pool1_pool: nothing to train
+        learnable = [la for la in layers if la.weights and not isinstance(la, keras.layers.BatchNormalization)]
+        training = sum(la.trainable for la in learnable)
         rows.append({
-            "stage": stage,
-            "layers": len(layers),
-            "trainable layers": sum(la.trainable and bool(la.trainable_weights) for la in layers),
+            "block": block,
+            "stage": block.split("_")[0],
             "params": sum(_count(la.weights) for la in layers),
             "trainable params": sum(_count(la.trainable_weights) for la in layers),
+            "trains": "none" if not training else "all" if training == len(learnable) else "some",
         })
     return pd.DataFrame(rows)
 

@@ -127,6 +127,9 @@ class Run:
             return "status.json has no valid state"
         return None
 
+    def rename(self, name: str) -> None:
+        write_json(self.file("config.json"), self.config().with_(name=name).to_dict())
+
     @property
     def name(self) -> str:
         try:

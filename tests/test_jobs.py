@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 
 from pneumo import jobs
+from pneumo.augment import PRESETS
 from pneumo.config import TrainConfig
 from pneumo.runs import Run, RunStore
 
 
 def _config(tiny_npz: Path, epochs: int, **changes) -> TrainConfig:
     return TrainConfig(dataset=str(tiny_npz), image_size=64, val_fraction=0, cnn_filters=8, cnn_blocks=3,
-                       batch_size=16, epochs=epochs, early_stopping=0, **changes)
+                       batch_size=16, epochs=epochs, early_stopping=0, augmentation=PRESETS["none"], **changes)
 
 
 def _wait(predicate, timeout: float = 180, what: str = "condition") -> None:

@@ -40,19 +40,23 @@ def test_resnet_is_flat_with_a_sigmoid_head(resnet: keras.Model) -> None:
 def test_unfreeze_depth_controls_trainable_layers(resnet: keras.Model) -> None:
     base = models.base_layers(resnet)
     assert len(base) == 174
-    frozen = models.trainable_table(resnet, 0)
-    head_params = int(frozen.set_index("stage").loc["head", "trainable params"])
-    assert frozen["trainable params"].sum() == head_params == models.trainable_params(resnet)
+    frozen = models.trainable_blocks(resnet, 0)
+    assert frozen.set_index("block").loc["head", "trains"] == "all"
+    assert (frozen["trains"] == "none").sum() == len(frozen) - 1
+    head_params = int(frozen["trainable params"].sum())
+    assert head_params == models.trainable_params(resnet)
     previous = head_params
     for k in (10, 40, 100, 174):
-        table = models.trainable_table(resnet, k).set_index("stage")
-        total = int(table["trainable params"].sum())
+        blocks = models.trainable_blocks(resnet, k)
+        total = int(blocks["trainable params"].sum())
         assert total == models.trainable_params(resnet) > previous
         previous = total
         top = base[-k:]
         assert all(la.trainable == (not isinstance(la, keras.layers.BatchNormalization)) for la in top)
         assert not any(la.trainable for la in base[:-k])
-    assert models.trainable_table(resnet, 10).set_index("stage").loc["conv4", "trainable params"] == 0
+    by_stage = models.trainable_blocks(resnet, 10).groupby("stage")["trainable params"].sum()
+    assert by_stage["conv4"] == 0 and by_stage["conv5"] > 0
+    assert models.trainable_blocks(resnet, 174).set_index("block").loc["conv1", "trains"] == "all"
 
 
 def test_batchnorm_stays_frozen_and_in_inference_mode(resnet: keras.Model) -> None:

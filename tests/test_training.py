@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from pneumo.augment import PRESETS
 from pneumo.callbacks import RunMonitor, TriangularCyclicLR
 from pneumo.config import TrainConfig
 from pneumo.runs import RunStore
@@ -14,7 +15,7 @@ from pneumo.training import run_training
 
 def _tiny(tiny_npz: Path, **changes) -> TrainConfig:
     settings = dict(dataset=str(tiny_npz), image_size=64, val_fraction=0, cnn_filters=16, cnn_blocks=4,
-                    batch_size=16, epochs=8, early_stopping=0)
+                    batch_size=16, epochs=8, early_stopping=0, augmentation=PRESETS["none"])
     return TrainConfig(**{**settings, **changes})
 
 

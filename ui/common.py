@@ -1,5 +1,8 @@
 """Streamlit glue shared by the pages: the sidebar data set picker and cached loading.
 
+It lives outside ``pages/`` on purpose: Streamlit lists every .py file in ``pages/`` as a
+page until ``st.navigation`` has run once in the server process.
+
 Everything that is not about widgets lives in ``pneumo``; this module only decides what is
 shown, remembered in session state, and cached per server.
 """
@@ -71,6 +74,14 @@ def dataset_picker() -> DatasetChoice:
                             help="Patient-grouped and stratified by class. 0 keeps the data set's own "
                                  "val split (only 16 images in the Kaggle set).")
     return DatasetChoice(spec.strip(), int(size), val_pct / 100)
+
+
+def current_choice() -> DatasetChoice:
+    """The sidebar's choice. Normally set by streamlit_app.py; a page opened by URL before
+    ``st.navigation`` has ever run in this server process draws the picker itself."""
+    if "dataset_choice" not in st.session_state:
+        st.session_state["dataset_choice"] = dataset_picker()
+    return st.session_state["dataset_choice"]
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)

@@ -1,0 +1,100 @@
+"""Bench: how fast the default CNN trains on the real Kermany train split, and against what.
+
+    python bench/training_speed.py [FOLDER] [--steps 60]
+
+(a) the default CNN (pneumo.config.TrainConfig defaults, light augmentation) fed by pneumo's
+    tf.data pipeline from the uint8 cache: the real thing;
+(b) the same model fed in-memory float32 tensors: the limit (goal a >= 0.9 b);
+(c) the seed-style set-up: the original study's CNN (Conv 32-64-128-128 with BatchNorm and
+    MaxPool, Dense 512, 224 px, batch 16) fed by ImageDataGenerator.flow_from_directory,
+    decoding JPEGs every step (goal a >= 3 c).
+Each is timed over the same number of steady-state steps, after warm-up steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from pneumo import cache, models, pipeline
+from pneumo.augment import PRESETS
+from pneumo.config import TrainConfig
+from pneumo.datasets import FolderSource
+
+DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "chest_xray"
+WARMUP = 8
+
+
+def timed_fit(model: keras.Model, data, steps: int, batch: int, **fit_args) -> float:
+    """Images per second over ``steps`` steps, after WARMUP steps."""
+    model.fit(data, steps_per_epoch=WARMUP, epochs=1, verbose=0, **fit_args)
+    start = time.perf_counter()
+    model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0, **fit_args)
+    return steps * batch / (time.perf_counter() - start)
+
+
+def compiled(model: keras.Model) -> keras.Model:
+    model.compile(keras.optimizers.Adam(1e-3), "binary_crossentropy", metrics=[keras.metrics.AUC(name="auc")])
+    return model
+
+
+def seed_cnn() -> keras.Model:
+    """The CNN of the original study, as it was written there."""
+    layers = [keras.Input((224, 224, 3))]
+    for filters in (32, 64, 128, 128):
+        layers += [keras.layers.Conv2D(filters, 3, activation="relu"), keras.layers.BatchNormalization(),
+                   keras.layers.MaxPooling2D()]
+    layers += [keras.layers.Flatten(), keras.layers.Dense(512, activation="relu"), keras.layers.Dropout(0.5),
+               keras.layers.Dense(1, activation="sigmoid")]
+    return keras.Sequential(layers)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folder", nargs="?", type=Path, default=DEFAULT)
+    parser.add_argument("--steps", type=int, default=60)
+    args = parser.parse_args()
+    if not args.folder.is_dir():
+        sys.exit(f"no data at {args.folder}")
+    config = TrainConfig(dataset=str(args.folder), augmentation=PRESETS["light"])
+    image_set = cache.load(FolderSource(args.folder), config.image_size)
+    train = (image_set.records["split"] == "train").to_numpy()
+    images, labels = np.asarray(image_set.images[train]), image_set.records["label"].to_numpy()[train]
+    batch = config.batch_size
+
+    keras.utils.set_random_seed(0)
+    a = timed_fit(compiled(models.build(config)), pipeline.batches(images, labels, batch, True).repeat(), args.steps,
+                  batch)
+    keras.utils.set_random_seed(0)
+    tensors = tf.constant(images[..., None].astype(np.float32)), tf.constant(labels.astype(np.float32))
+    b = timed_fit(compiled(models.build(config)), tensors[0], args.steps, batch, y=tensors[1], batch_size=batch)
+
+    from keras.src.legacy.preprocessing.image import ImageDataGenerator  # gone from Keras 3's public API
+
+    flow = ImageDataGenerator(rescale=1 / 255, rotation_range=25, zoom_range=0.25, width_shift_range=0.2,
+                              height_shift_range=0.2).flow_from_directory(
+        str(args.folder / "train"), target_size=(224, 224), batch_size=16, class_mode="binary", seed=0)
+    c = timed_fit(compiled(seed_cnn()), flow, max(10, args.steps // 3), 16)
+
+    print(f"default CNN: {config.image_size} px, {config.cnn_blocks} blocks from {config.cnn_filters} filters, "
+          f"batch {batch}, light augmentation; {len(labels):,} train images; {os.cpu_count()} CPU(s), "
+          f"{len(tf.config.list_physical_devices('GPU'))} GPU(s)")
+    print(f"{'set-up':<58}{'images/s':>10}{'ratio':>14}")
+    print(f"{'(a) default CNN, pneumo tf.data pipeline + augmentation':<58}{a:>10.1f}{'':>14}")
+    print(f"{'(b) same model, in-memory tensors (the limit)':<58}{b:>10.1f}{f'a/b = {a / b:.2f}':>14}")
+    print(f"{'(c) seed-style CNN, 224 px, flow_from_directory':<58}{c:>10.1f}{f'a/c = {a / c:.1f}':>14}")
+    print(f"goals: a >= 0.9 b ({'met' if a >= 0.9 * b else 'MISSED'}), a >= 3 c ({'met' if a >= 3 * c else 'MISSED'})")
+
+
+if __name__ == "__main__":
+    main()
