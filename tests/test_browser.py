@@ -102,7 +102,36 @@ def test_every_page_opens_and_keeps_the_sidebar(browser_page, app_url: str, name
     page.goto(app_url)
     _settle(page, "Images per split and class")
     page.get_by_role("link", name=name).click()
-    _settle(page, "Coming next")
+    _settle(page, "Start training" if name == "Train" else "Coming next")
     assert page.get_by_role("heading", name=name).count() == 1
     assert page.get_by_text("Data set").count() >= 1  # the shared sidebar is still there
     page.screenshot(path=str(SHOTS / f"{name.lower()}.png"))
+
+
+def test_start_a_run_and_watch_it_learn(browser_page, app_url: str) -> None:
+    """A teacher's loop: pick a small size, start a short CNN run, watch the curves arrive."""
+    page = browser_page
+    page.goto(app_url)
+    _settle(page, "Images per split and class")
+    page.get_by_role("combobox", name="Working image size (px)").click()
+    page.get_by_role("option", name="64").click()
+    _settle(page, "Images per split and class")
+    page.get_by_role("link", name="Train").click()
+    _settle(page, "Start training")
+    epochs = page.get_by_role("spinbutton", name="Epochs", exact=True)
+    epochs.fill("3")
+    epochs.press("Enter")
+    _settle(page, "Start training")
+    page.screenshot(path=str(SHOTS / "train-new-run.png"))
+    page.get_by_role("button", name="Start training").click()
+    page.get_by_text("Loss per epoch").first.wait_for(timeout=180_000)  # the first epoch has ended
+    first = page.get_by_text("Epoch ", exact=False).first.inner_text()
+    page.screenshot(path=str(SHOTS / "train-watch-running.png"))
+    page.get_by_text("finished on", exact=False).first.wait_for(timeout=240_000)
+    assert page.get_by_text("Epoch 3 of 3", exact=False).count() >= 1 and "Epoch 3 of 3" not in first
+    assert page.locator(".js-plotly-plot").count() >= 5
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.screenshot(path=str(SHOTS / "train-watch-finished.png"))
+    page.get_by_text("Runs", exact=True).click()
+    _settle(page, "Compare runs")
+    page.screenshot(path=str(SHOTS / "train-runs.png"))

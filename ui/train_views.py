@@ -54,8 +54,9 @@ def new_run(choice: DatasetChoice, image_set: ImageSet) -> None:
     left, right = st.columns(2)
     with left:
         st.markdown("**Model and data**")
-        size = st.select_slider("Image size (px)", IMAGE_SIZES, value=default.image_size if model == "cnn" else 224,
-                                key=f"tr_size_{model}", help="Images are squashed to this square size.")
+        start_size = (choice.size if choice.size in IMAGE_SIZES else default.image_size) if model == "cnn" else 224
+        size = st.select_slider("Image size (px)", IMAGE_SIZES, value=start_size, key=f"tr_size_{model}",
+                                help="Images are squashed to this square size. Starts at the sidebar's working size.")
         values: dict = {"model": model, "image_size": size}
         if model == "cnn":
             values["cnn_blocks"] = st.slider("Conv blocks", 1, 6, default.cnn_blocks,
@@ -201,6 +202,10 @@ def _live(run: Run) -> None:
         return
     status, config, history = run.status(), run.config(), run.history()
     state = status["state"]
+    seen = st.session_state.setdefault("watch_states", {})
+    if seen.setdefault(run.id, state) != state:  # the run changed state: redraw the whole page once
+        seen[run.id] = state
+        st.rerun()
     _status_line(run, state, status)
     prog = monitoring.progress(run)
     eta = f" · about {monitoring.duration(prog.eta)} to go" if prog.eta is not None else ""
