@@ -17,8 +17,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import pandas as pd
 from sklearn.metrics import roc_auc_score
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pneumo.runs import RunStore
 
 DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "chest_xray"
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,9 +38,8 @@ def main() -> None:
         subprocess.run([sys.executable, "-m", "pneumo", "train", "--dataset", str(folder), *args], cwd=ROOT, env=env,
                        check=True, stdout=subprocess.DEVNULL)
         seconds = time.perf_counter() - start
-        run = next(Path(runs).iterdir())
-        predictions = pd.read_csv(run / "predictions.csv")
-        history = pd.read_csv(run / "history.csv")
+        (run,) = RunStore(Path(runs)).runs()
+        predictions, history = run.predictions(), run.history()
     print(f"{'split':<8}{'images':>8}{'AUC':>8}{'accuracy@0.5':>14}")
     for split, frame in predictions.groupby("split"):
         accuracy = ((frame["prob"] >= 0.5) == frame["label"]).mean()

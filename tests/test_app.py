@@ -84,7 +84,7 @@ def test_switching_split_view_and_gallery_filters() -> None:
     assert any("matching images" in c.value for c in at.caption)
 
 
-@pytest.mark.parametrize("page", ["pages/train.py", "pages/evaluate.py", "pages/predict.py"])
+@pytest.mark.parametrize("page", ["pages/evaluate.py", "pages/predict.py"])
 def test_other_pages_open_and_keep_the_dataset_choice(page: str) -> None:
     at = _app(ds_size=64, ds_val_pct=20).run()
     at.switch_page(page).run()
