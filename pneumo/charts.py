@@ -97,7 +97,9 @@ def batch_loss(batches: pd.DataFrame, smoothed: np.ndarray) -> go.Figure:
 
 
 def learning_rate(batches: pd.DataFrame) -> go.Figure:
-    fig = px.line(batches, x="step", y="learning_rate", title="Learning rate", log_y=True)
+    rates = batches["learning_rate"]
+    spread = float(rates.max() / rates.min()) if len(rates) and rates.min() > 0 else 1.0
+    fig = px.line(batches, x="step", y="learning_rate", title="Learning rate", log_y=spread > 10)
     return fig.update_layout(xaxis_title="batch (step)", yaxis_title="learning rate", **_LAYOUT)
 
 
