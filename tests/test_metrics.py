@@ -107,6 +107,7 @@ def test_paired_test_detects_a_real_difference_and_not_a_fake_one() -> None:
     rng = np.random.default_rng(1)
     noisy = np.clip(good + rng.normal(0, 0.4, len(good)), 0, 1)
     diff, (low, high), p = metrics.paired_auc_test(labels, good, noisy)
+    assert low < diff < high
     assert diff > 0 and low > 0 and p < 0.01
     _, _, same = metrics.paired_auc_test(labels, good, good + 1e-9)
     assert same == 1.0
