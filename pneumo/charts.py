@@ -126,3 +126,68 @@ def unfreeze_diagram(blocks: pd.DataFrame) -> go.Figure:
     fig.update_layout(title="ResNet50, input → output: orange trains, grey is frozen", height=230,
                       margin=dict(l=10, r=10, t=40, b=10), showlegend=False)
     return fig
+
+
+# --- evaluation --------------------------------------------------------------------------
+
+
+def confusion_matrix(tp: int, fp: int, tn: int, fn: int) -> go.Figure:
+    """Counts and row rates, with the cells named in words."""
+    z = np.array([[tn, fp], [fn, tp]], float)
+    rates = z / np.maximum(z.sum(axis=1, keepdims=True), 1)
+    words = [["correct all-clear", "false alarm"], ["missed pneumonia", "caught pneumonia"]]
+    text = [[f"<b>{int(z[r, c])}</b><br>{rates[r, c]:.1%} of row<br>{words[r][c]}" for c in range(2)]
+            for r in range(2)]
+    fig = go.Figure(go.Heatmap(z=rates, x=["predicted NORMAL", "predicted PNEUMONIA"],
+                               y=["actually NORMAL", "actually PNEUMONIA"], text=text, texttemplate="%{text}",
+                               colorscale="Blues", zmin=0, zmax=1, showscale=False, hoverinfo="skip"))
+    fig.update_yaxes(autorange="reversed")
+    return fig.update_layout(title="Confusion matrix", height=360, **_LAYOUT)
+
+
+def roc(curves: dict[str, tuple[np.ndarray, np.ndarray, float]], point: tuple[float, float] | None = None
+        ) -> go.Figure:
+    """ROC curves {name: (fpr, tpr, auc)}, with the current operating point."""
+    fig = go.Figure()
+    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="grey"), name="chance")
+    for name, (fpr, tpr, auc) in curves.items():
+        fig.add_scatter(x=fpr, y=tpr, mode="lines", name=f"{name} (AUC {auc:.3f})")
+    if point is not None:
+        fig.add_scatter(x=[point[0]], y=[point[1]], mode="markers", name="threshold",
+                        marker=dict(size=13, color="red", symbol="x"))
+    fig.update_layout(title="ROC curve", xaxis_title="false positive rate (1 − specificity)",
+                      yaxis_title="sensitivity", **_LAYOUT)
+    return fig
+
+
+def precision_recall(curves: dict[str, tuple[np.ndarray, np.ndarray, float]],
+                     point: tuple[float, float] | None = None) -> go.Figure:
+    """PR curves {name: (recall, precision, average precision)}, with the current operating point."""
+    fig = go.Figure()
+    for name, (recall, precision, ap) in curves.items():
+        fig.add_scatter(x=recall, y=precision, mode="lines", name=f"{name} (AP {ap:.3f})")
+    if point is not None:
+        fig.add_scatter(x=[point[0]], y=[point[1]], mode="markers", name="threshold",
+                        marker=dict(size=13, color="red", symbol="x"))
+    fig.update_layout(title="Precision-recall curve", xaxis_title="recall (sensitivity)",
+                      yaxis_title="precision (PPV)", **_LAYOUT)
+    return fig
+
+
+def metrics_vs_threshold(table: pd.DataFrame, threshold: float) -> go.Figure:
+    fig = go.Figure()
+    for name in ("sensitivity", "specificity", "ppv", "npv", "f1"):
+        fig.add_scatter(x=table["threshold"], y=table[name], mode="lines", name=name)
+    fig.add_vline(x=threshold, line_color="red", line_dash="dot")
+    fig.update_layout(title="Metrics versus threshold", xaxis_title="threshold", yaxis_title="value",
+                      xaxis_range=[0, 1], **_LAYOUT)
+    return fig
+
+
+def reliability(predicted: np.ndarray, observed: np.ndarray, brier: float) -> go.Figure:
+    fig = go.Figure()
+    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="grey"), name="perfect")
+    fig.add_scatter(x=predicted, y=observed, mode="lines+markers", name="model")
+    fig.update_layout(title=f"Reliability diagram (Brier score {brier:.3f})", xaxis_title="predicted probability",
+                      yaxis_title="observed share with pneumonia", **_LAYOUT)
+    return fig

@@ -193,3 +193,26 @@ def calibration(labels: np.ndarray, probs: np.ndarray, bins: int = 10) -> tuple[
     """Reliability diagram points (mean predicted, observed share) and the Brier score."""
     observed, predicted = calibration_curve(labels, probs, n_bins=bins, strategy="uniform")
     return predicted, observed, float(brier_score_loss(labels, probs))
+
+
+STRATEGIES = ("manual", "Youden's J", "max F1", "target sensitivity", "min expected cost")
+
+
+def choose_threshold(strategy: str, labels: np.ndarray, probs: np.ndarray, manual: float = 0.5,
+                     target_sensitivity: float = 0.95, cost_ratio: float = 5.0,
+                     prevalence: float | None = None) -> float:
+    """A threshold by name. Non-manual ones are meant to be chosen on validation, used on test.
+
+    ``cost_ratio`` is the cost of a missed pneumonia over the cost of a false alarm.
+    """
+    if strategy == "manual" or len(np.unique(labels)) < 2:
+        return manual
+    if strategy == "Youden's J":
+        return youden(labels, probs)
+    if strategy == "max F1":
+        return max_f1(labels, probs)
+    if strategy == "target sensitivity":
+        return for_sensitivity(labels, probs, target_sensitivity)
+    if strategy == "min expected cost":
+        return min_cost(labels, probs, cost_fn=cost_ratio, cost_fp=1.0, prevalence=prevalence)
+    raise ValueError(f"unknown threshold strategy {strategy!r}")

@@ -102,7 +102,8 @@ def test_every_page_opens_and_keeps_the_sidebar(browser_page, app_url: str, name
     page.goto(app_url)
     _settle(page, "Images per split and class")
     page.get_by_role("link", name=name).click()
-    _settle(page, "Start training" if name == "Train" else "Coming next")
+    expected = {"Train": "Start training", "Evaluate": "No run has predictions yet", "Predict": "Coming next"}
+    _settle(page, expected[name])
     assert page.get_by_role("heading", name=name).count() == 1
     assert page.get_by_text("Data set").count() >= 1  # the shared sidebar is still there
     page.screenshot(path=str(SHOTS / f"{name.lower()}.png"))
@@ -135,3 +136,15 @@ def test_start_a_run_and_watch_it_learn(browser_page, app_url: str) -> None:
     page.get_by_text("Runs", exact=True).click()
     _settle(page, "Compare runs")
     page.screenshot(path=str(SHOTS / "train-runs.png"))
+    page.get_by_role("link", name="Evaluate").click()
+    _settle(page, "Errors")
+    page.screenshot(path=str(SHOTS / "evaluate.png"))
+    before = page.get_by_text("of row", exact=False).first.inner_text()
+    slider = page.get_by_role("slider", name="Decision threshold (probability of pneumonia)")
+    slider.focus()
+    for _ in range(30):
+        slider.press("ArrowRight")  # threshold 0.50 -> 0.80
+    _settle(page, "Errors")
+    after = page.get_by_text("of row", exact=False).first.inner_text()
+    assert before != after, "moving the threshold must change the confusion matrix"
+    page.screenshot(path=str(SHOTS / "evaluate-threshold-moved.png"))

@@ -134,3 +134,12 @@ def synthetic_banner(image_set: ImageSet) -> None:
         st.warning("**Synthetic data**: these images are drawn by a program to look like chest "
                    "X-rays. They are not real radiographs and say nothing about real patients.",
                    icon=":material/science:")
+
+
+@st.cache_resource(show_spinner="Loading the run's images…", max_entries=4)
+def run_images(spec: str, size: int) -> ImageSet | None:
+    """The decoded data set a run trained on, or None when it is not available on this machine."""
+    try:
+        return cache.load(parse_spec(spec), size)
+    except DatasetError:
+        return None
