@@ -139,12 +139,15 @@ def test_start_a_run_and_watch_it_learn(browser_page, app_url: str) -> None:
     page.get_by_role("link", name="Evaluate").click()
     _settle(page, "Errors")
     page.screenshot(path=str(SHOTS / "evaluate.png"))
-    before = page.get_by_text("of row", exact=False).first.inner_text()
+    before = page.locator(".js-plotly-plot").first.text_content()
     slider = page.get_by_role("slider", name="Decision threshold (probability of pneumonia)")
     slider.focus()
     for _ in range(30):
         slider.press("ArrowRight")  # threshold 0.50 -> 0.80
+    deadline = time.monotonic() + 60
+    while page.locator(".js-plotly-plot").first.text_content() == before and time.monotonic() < deadline:
+        time.sleep(0.5)
     _settle(page, "Errors")
-    after = page.get_by_text("of row", exact=False).first.inner_text()
+    after = page.locator(".js-plotly-plot").first.text_content()
     assert before != after, "moving the threshold must change the confusion matrix"
     page.screenshot(path=str(SHOTS / "evaluate-threshold-moved.png"))
