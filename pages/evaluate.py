@@ -33,6 +33,14 @@ elif strategy == "min expected cost":
 thresholds = st.session_state.setdefault("thresholds", {})  # the Predict page uses these
 
 
+@st.cache_data(show_spinner=False, max_entries=32)
+def threshold_free(run_id: str, split: str, _labels: np.ndarray, _probs: np.ndarray):
+    """What does not move with the threshold, computed once per run and split."""
+    return (metrics.curves(_labels, _probs), metrics.auc_interval(_labels, _probs),
+            metrics.sweep(_labels, _probs, np.linspace(0, 1, 201)), metrics.calibration(_labels, _probs))
+
+
+
 def threshold_for(run_id: str, predictions: pd.DataFrame) -> float:
     val = predictions[predictions["split"] == "val"]
     if strategy == "manual":
@@ -59,12 +67,13 @@ thresholds[run.id] = threshold
 conf = metrics.confusion(labels, probs, threshold)
 values = conf.metrics()
 intervals = metrics.bootstrap(labels, probs, threshold, resamples=1000)
-curve = metrics.curves(labels, probs)
+curve, auc_ci, sweep, calibration = threshold_free(run.id, split, _labels=labels, _probs=probs)
 left, right = st.columns([1, 1])
 left.plotly_chart(charts.confusion_matrix(conf.tp, conf.fp, conf.tn, conf.fn), width="stretch")
 rows = [("AUC", curve.auc, "auc")] + [(n.replace("_", " ").replace("ppv", "PPV (precision)")
                                        .replace("npv", "NPV").replace("mcc", "MCC").replace("f1", "F1"), values[n], n)
                                       for n in metrics.METRIC_NAMES]
+intervals.loc["auc"] = auc_ci
 table = pd.DataFrame([{"metric": label, "value": round(v, 3),
                        "95 % interval": f"{intervals.loc[key, 'low']:.3f} – {intervals.loc[key, 'high']:.3f}"}
                       for label, v, key in rows])
@@ -83,11 +92,10 @@ c1.plotly_chart(charts.roc({run.name: (curve.fpr, curve.tpr, curve.auc)}, (fpr, 
                 width="stretch")
 c2.plotly_chart(charts.precision_recall({run.name: (curve.recall, curve.precision, curve.average_precision)},
                                         (values["sensitivity"], values["ppv"])), width="stretch")
-c3.plotly_chart(charts.metrics_vs_threshold(metrics.sweep(labels, probs, np.linspace(0, 1, 201)), threshold),
-                width="stretch")
+c3.plotly_chart(charts.metrics_vs_threshold(sweep, threshold), width="stretch")
 
 with st.expander("Calibration: do the probabilities mean what they say?"):
-    st.plotly_chart(charts.reliability(*metrics.calibration(labels, probs)), width="stretch")
+    st.plotly_chart(charts.reliability(*calibration), width="stretch")
 
 st.subheader("Errors")
 cells = {"missed pneumonia (false negatives)": (1, False), "false alarms (false positives)": (0, True),

@@ -178,9 +178,10 @@ def metrics_vs_threshold(table: pd.DataFrame, threshold: float) -> go.Figure:
     fig = go.Figure()
     for name in ("sensitivity", "specificity", "ppv", "npv", "f1"):
         fig.add_scatter(x=table["threshold"], y=table[name], mode="lines", name=name)
-    fig.add_vline(x=threshold, line_color="red", line_dash="dot")
+    threshold_line = dict(type="line", x0=threshold, x1=threshold, y0=0, y1=1, yref="paper",
+                          line=dict(color="red", dash="dot"))  # a plain shape: add_vline costs ~20 ms
     fig.update_layout(title="Metrics versus threshold", xaxis_title="threshold", yaxis_title="value",
-                      xaxis_range=[0, 1], **_LAYOUT)
+                      xaxis_range=[0, 1], shapes=[threshold_line], **_LAYOUT)
     return fig
 
 

@@ -7,6 +7,7 @@ vectorised in numpy, so a slider move on 624 predictions stays well under 100 ms
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -139,12 +140,19 @@ def min_cost(labels: np.ndarray, probs: np.ndarray, cost_fn: float, cost_fp: flo
 # --- uncertainty -------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=8)
+def _seeded_counts(n: int, resamples: int, seed: int) -> np.ndarray:
+    """The same resamples for the same (n, seed): a slider move re-uses them instead of redrawing."""
+    counts = _resample_counts(n, resamples, np.random.default_rng(seed))
+    counts.flags.writeable = False
+    return counts
+
+
 def _resample_counts(n: int, resamples: int, rng: np.random.Generator) -> np.ndarray:
     """(resamples, n) how often each item is drawn in each bootstrap resample."""
     draws = rng.integers(0, n, size=(resamples, n))
-    counts = np.zeros((resamples, n), np.int32)
-    np.add.at(counts, (np.repeat(np.arange(resamples), n), draws.ravel()), 1)
-    return counts
+    flat = (np.arange(resamples)[:, None] * n + draws).ravel()
+    return np.bincount(flat, minlength=resamples * n).reshape(resamples, n).astype(np.int32)
 
 
 def bootstrap_auc(labels: np.ndarray, probs: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -161,26 +169,35 @@ def bootstrap_auc(labels: np.ndarray, probs: np.ndarray, counts: np.ndarray) -> 
     return _div(wins, pos.sum(axis=1) * neg.sum(axis=1))
 
 
+def _interval(values: np.ndarray) -> list[float]:
+    return list(np.nanpercentile(values, [2.5, 97.5])) if np.isfinite(values).any() else [np.nan, np.nan]
+
+
+def auc_interval(labels: np.ndarray, probs: np.ndarray, resamples: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """95 % bootstrap interval of the AUC. It does not depend on the threshold: compute it once."""
+    labels, probs = np.asarray(labels).astype(bool), np.asarray(probs, float)
+    low, high = _interval(bootstrap_auc(labels, probs, _seeded_counts(len(labels), resamples, seed)))
+    return low, high
+
+
 def bootstrap(labels: np.ndarray, probs: np.ndarray, threshold: float, resamples: int = 1000,
               seed: int = 0) -> pd.DataFrame:
-    """95 % percentile intervals for the AUC and every threshold metric (rows: metric)."""
+    """95 % percentile intervals for every threshold metric (rows: metric; columns low, high)."""
     labels, probs = np.asarray(labels).astype(bool), np.asarray(probs, float)
-    counts = _resample_counts(len(labels), resamples, np.random.default_rng(seed))
+    counts = _seeded_counts(len(labels), resamples, seed)
     predicted = probs >= threshold
     tp = counts @ (labels & predicted)
     fp = counts @ (~labels & predicted)
     tn = counts @ (~labels & ~predicted)
     fn = counts @ (labels & ~predicted)
-    values = {"auc": bootstrap_auc(labels, probs, counts), **_from_counts(tp, fp, tn, fn)}
-    rows = {name: np.nanpercentile(v, [2.5, 97.5]) if np.isfinite(v).any() else [np.nan, np.nan]
-            for name, v in values.items()}
+    rows = {name: _interval(v) for name, v in _from_counts(tp, fp, tn, fn).items()}
     return pd.DataFrame(rows, index=["low", "high"]).T
 
 
 def paired_auc_test(labels: np.ndarray, probs_a: np.ndarray, probs_b: np.ndarray, resamples: int = 2000,
                     seed: int = 0) -> tuple[float, tuple[float, float], float]:
     """AUC(a) - AUC(b) on the same images, its 95 % interval and a two-sided bootstrap p-value."""
-    counts = _resample_counts(len(labels), resamples, np.random.default_rng(seed))
+    counts = _seeded_counts(len(labels), resamples, seed)
     diff = bootstrap_auc(labels, probs_a, counts) - bootstrap_auc(labels, probs_b, counts)
     diff = diff[np.isfinite(diff)]
     observed = float(roc_auc_score(labels, probs_a) - roc_auc_score(labels, probs_b))

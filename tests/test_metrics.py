@@ -77,10 +77,12 @@ def test_bootstrap_intervals_contain_the_point_estimate_and_narrow_with_n() -> N
     labels, probs = _random(5, n=600)
     ci = metrics.bootstrap(labels, probs, 0.5, resamples=1000)
     point = metrics.confusion(labels, probs, 0.5).metrics()
-    assert ci.loc["auc", "low"] < sk.roc_auc_score(labels, probs) < ci.loc["auc", "high"]
+    low, high = metrics.auc_interval(labels, probs)
+    assert low < sk.roc_auc_score(labels, probs) < high
     assert ci.loc["sensitivity", "low"] < point["sensitivity"] < ci.loc["sensitivity", "high"]
-    small = metrics.bootstrap(*_random(5, n=60), 0.5, resamples=1000)
-    assert (small.loc["auc", "high"] - small.loc["auc", "low"]) > (ci.loc["auc", "high"] - ci.loc["auc", "low"])
+    assert ci.loc["mcc", "low"] < point["mcc"] < ci.loc["mcc", "high"]
+    small_low, small_high = metrics.auc_interval(*_random(5, n=60))
+    assert small_high - small_low > high - low
 
 
 def test_strategies_on_constructed_cases() -> None:
