@@ -6,7 +6,7 @@ import streamlit as st
 
 from pneumo import charts, metrics
 from pneumo.runs import RunStore
-from ui.common import run_images
+from ui.common import run_images, synthetic_banner
 
 st.title("Evaluate")
 runs = [r for r in RunStore().runs() if r.damage is None and not r.predictions().empty]
@@ -49,6 +49,7 @@ def threshold_for(run_id: str, predictions: pd.DataFrame) -> float:
 
 
 run = RunStore().get(picked[0])
+synthetic_banner(spec=run.config().dataset)
 predictions = run.predictions()
 data = predictions[predictions["split"] == split]
 if data.empty:

@@ -128,9 +128,9 @@ def image_statistics(key: str, _image_set: ImageSet) -> dict:
     return {"histograms": stats.intensity_histograms(_image_set), "means": stats.mean_images(_image_set)}
 
 
-def synthetic_banner(image_set: ImageSet) -> None:
-    """Every page that shows data says so when it is synthetic."""
-    if image_set.synthetic:
+def synthetic_banner(image_set: ImageSet | None = None, spec: str = "") -> None:
+    """Every page that shows data (or a run trained on it) says so when it is synthetic."""
+    if (image_set is not None and image_set.synthetic) or spec.startswith("synthetic"):
         st.warning("**Synthetic data**: these images are drawn by a program to look like chest "
                    "X-rays. They are not real radiographs and say nothing about real patients.",
                    icon=":material/science:")

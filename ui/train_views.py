@@ -11,7 +11,7 @@ from pneumo.augment import HELP, PRESETS, Augmentation, preview
 from pneumo.config import IMAGE_SIZES, RESNET50_BASE_LAYERS, TrainConfig
 from pneumo.datasets import ImageSet
 from pneumo.runs import Run, RunStore
-from ui.common import DatasetChoice
+from ui.common import DatasetChoice, synthetic_banner
 
 POLL_SECONDS = 2.0
 
@@ -190,7 +190,9 @@ def watch() -> None:
         st.session_state["watch_run"] = ids[0]
     names = {r.id: f"{r.name} · {r.status()['state']}" for r in runs}
     run_id = st.selectbox("Run", ids, key="watch_run", format_func=names.get)
-    _live(store.get(run_id))
+    run = store.get(run_id)
+    synthetic_banner(spec=run.config().dataset)
+    _live(run)
 
 
 @st.fragment(run_every=POLL_SECONDS)
