@@ -100,7 +100,10 @@ def curves(labels: np.ndarray, probs: np.ndarray) -> Curves:
     """ROC and precision-recall curves with their areas (NaN AUC when only one class is present)."""
     labels = np.asarray(labels).astype(int)
     one_class = len(np.unique(labels)) < 2
-    fpr, tpr, roc_thr = roc_curve(labels, probs) if not one_class else (np.array([0, 1]),) * 2 + (np.array([1, 0]),)
+    if one_class:  # no ROC curve exists; draw the chance diagonal rather than fail
+        fpr, tpr, roc_thr = np.array([0.0, 1.0]), np.array([0.0, 1.0]), np.array([1.0, 0.0])
+    else:
+        fpr, tpr, roc_thr = roc_curve(labels, probs)
     precision, recall, pr_thr = precision_recall_curve(labels, probs)
     return Curves(fpr, tpr, roc_thr, precision, recall, pr_thr,
                   auc=float("nan") if one_class else float(roc_auc_score(labels, probs)),

@@ -8,7 +8,7 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from pneumo.datasets import CLASSES, SPLITS, ImageSet
 
-_MAX_PIXELS_PER_CLASS = 400  # images sampled per class for histograms: plenty for a smooth curve
+_IMAGES_PER_CLASS = 400  # images sampled per class for histograms: plenty for a smooth curve
 
 
 def class_counts(records: pd.DataFrame, split: pd.Series) -> pd.DataFrame:
@@ -54,7 +54,7 @@ def intensity_histograms(image_set: ImageSet, seed: int = 0) -> dict[str, np.nda
         idx = np.flatnonzero(image_set.records["label"].to_numpy() == label)
         if len(idx) == 0:
             continue
-        idx = np.sort(rng.choice(idx, min(len(idx), _MAX_PIXELS_PER_CLASS), replace=False))
+        idx = np.sort(rng.choice(idx, min(len(idx), _IMAGES_PER_CLASS), replace=False))
         counts = np.bincount(np.asarray(image_set.images[idx]).reshape(-1), minlength=256)
         out[cls] = counts / counts.sum()
     return out
