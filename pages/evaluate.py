@@ -71,9 +71,9 @@ intervals = metrics.bootstrap(labels, probs, threshold, resamples=1000)
 curve, auc_ci, sweep, calibration = threshold_free(run.id, split, _labels=labels, _probs=probs)
 left, right = st.columns([1, 1])
 left.plotly_chart(charts.confusion_matrix(conf.tp, conf.fp, conf.tn, conf.fn), width="stretch")
-rows = [("AUC", curve.auc, "auc")] + [(n.replace("_", " ").replace("ppv", "PPV (precision)")
-                                       .replace("npv", "NPV").replace("mcc", "MCC").replace("f1", "F1"), values[n], n)
-                                      for n in metrics.METRIC_NAMES]
+labels_of = {"ppv": "PPV (precision)", "npv": "NPV", "f1": "F1", "mcc": "MCC",
+             "balanced_accuracy": "balanced accuracy"}
+rows = [("AUC", curve.auc, "auc")] + [(labels_of.get(n, n), values[n], n) for n in metrics.METRIC_NAMES]
 intervals.loc["auc"] = auc_ci
 table = pd.DataFrame([{"metric": label, "value": round(v, 3),
                        "95 % interval": f"{intervals.loc[key, 'low']:.3f} – {intervals.loc[key, 'high']:.3f}"}

@@ -152,28 +152,25 @@ def roc(curves: dict[str, tuple[np.ndarray, np.ndarray, float]], point: tuple[fl
     """ROC curves {name: (fpr, tpr, auc)}, with the current operating point."""
     fig = go.Figure()
     fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="grey"), name="chance")
-    for name, (fpr, tpr, auc) in curves.items():
-        fig.add_scatter(x=fpr, y=tpr, mode="lines", name=f"{name} (AUC {auc:.3f})")
-    if point is not None:
-        fig.add_scatter(x=[point[0]], y=[point[1]], mode="markers", name="threshold",
-                        marker=dict(size=13, color="red", symbol="x"))
-    fig.update_layout(title="ROC curve", xaxis_title="false positive rate (1 − specificity)",
-                      yaxis_title="sensitivity", **_BOTTOM_LEGEND)
-    return fig
+    return _curves(fig, curves, "AUC", point, "ROC curve", "false positive rate (1 − specificity)", "sensitivity")
 
 
 def precision_recall(curves: dict[str, tuple[np.ndarray, np.ndarray, float]],
                      point: tuple[float, float] | None = None) -> go.Figure:
     """PR curves {name: (recall, precision, average precision)}, with the current operating point."""
-    fig = go.Figure()
-    for name, (recall, precision, ap) in curves.items():
-        fig.add_scatter(x=recall, y=precision, mode="lines", name=f"{name} (AP {ap:.3f})")
+    return _curves(go.Figure(), curves, "AP", point, "Precision-recall curve", "recall (sensitivity)",
+                   "precision (PPV)")
+
+
+def _curves(fig: go.Figure, curves: dict[str, tuple[np.ndarray, np.ndarray, float]], area: str,
+            point: tuple[float, float] | None, title: str, x_title: str, y_title: str) -> go.Figure:
+    """One line per run, labelled with its area under the curve, and the operating point as a red x."""
+    for name, (x, y, value) in curves.items():
+        fig.add_scatter(x=x, y=y, mode="lines", name=f"{name} ({area} {value:.3f})")
     if point is not None:
         fig.add_scatter(x=[point[0]], y=[point[1]], mode="markers", name="threshold",
                         marker=dict(size=13, color="red", symbol="x"))
-    fig.update_layout(title="Precision-recall curve", xaxis_title="recall (sensitivity)",
-                      yaxis_title="precision (PPV)", **_BOTTOM_LEGEND)
-    return fig
+    return fig.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title, **_BOTTOM_LEGEND)
 
 
 def metrics_vs_threshold(table: pd.DataFrame, threshold: float) -> go.Figure:
