@@ -1,6 +1,73 @@
-"""Predict page: not built yet."""
+"""Predict page: one film, a probability, and saliency maps that show what the model looked at."""
 
+import numpy as np
 import streamlit as st
 
+from pneumo import device
+from pneumo.saliency import COLORMAPS, HELP, METHODS, overlay, png_bytes, pointing
+from ui.common import synthetic_banner
+from ui.predict_views import choose_film, choose_model, saliency_map
+
 st.title("Predict")
-st.info("Coming next: upload one chest X-ray and get the probability of pneumonia with saliency overlays.")
+st.caption(f"Runs on {device.describe()}.")
+model_column, film_column = st.columns(2)
+with model_column:
+    choice = choose_model()
+if choice is None:
+    st.stop()
+with film_column:
+    film = choose_film(choice.dataset)
+if film is None:
+    st.stop()
+if choice.dataset is not None and choice.dataset.synthetic and film.label is not None:
+    synthetic_banner(choice.dataset)
+
+predictor = choice.predictor
+seen = predictor.as_seen(film.gray)
+probability = predictor.probability(film.gray)
+decision = "PNEUMONIA" if probability >= choice.threshold else "NORMAL"
+left, right = st.columns([1, 2])
+with left:
+    h, w = predictor.size
+    st.image(seen, caption=f"As the model sees it: {h} x {w}, squashed from {film.gray.shape[0]} x "
+                           f"{film.gray.shape[1]}", width=320, clamp=True)
+with right:
+    st.metric("Probability of pneumonia", f"{probability:.1%}")
+    st.markdown(f"Decision: **{decision}** at threshold {choice.threshold:.2f} ({choice.threshold_note}).")
+    if film.label is not None:
+        truth = "PNEUMONIA" if film.label else "NORMAL"
+        verdict = "correct" if truth == decision else "wrong"
+        st.markdown(f"Ground truth: **{truth}**: the decision is {verdict}.")
+    for note in film.notes:
+        st.caption(f"Read: {note}.")
+
+st.subheader("Saliency")
+c1, c2, c3, c4 = st.columns([3, 1, 1, 2])
+methods = c1.multiselect("Methods (several are shown side by side)", METHODS, default=["Grad-CAM"], key="pr_methods",
+                         help=" ".join(f"**{m}**: {HELP[m]}" for m in METHODS))
+opacity = c2.slider("Opacity", 0.0, 1.0, 0.5, 0.05, key="pr_opacity")
+colormap = c3.selectbox("Colours", COLORMAPS, key="pr_colormap")
+detected = predictor.detected
+auto = f"auto: {predictor.label(detected.default_target)}"
+layer = c4.selectbox("Target layer (CAM methods)", [auto, *reversed(detected.targets)], key="pr_layer",
+                     format_func=lambda name: name if name == auto else predictor.label(name),
+                     help="The feature maps Grad-CAM, Grad-CAM++ and ScoreCAM explain. Auto takes the last one "
+                          "before global pooling: the finest map the decision still depends on.")
+target = detected.default_target if layer == auto else layer
+if not methods:
+    st.info("Pick one or more saliency methods.")
+    st.stop()
+columns = st.columns(len(methods))
+for method, column in zip(methods, columns, strict=True):
+    with column, st.spinner(f"{method}…"):
+        saliency = saliency_map(choice.key, film.key, method, target, _predictor=predictor, _gray=film.gray)
+        image = overlay(seen, saliency, opacity, colormap)
+        st.image(image, caption=method, width="stretch")
+        if film.mask is not None and film.mask.any():
+            mask = np.asarray(predictor.as_seen(film.mask.astype(np.uint8) * 255)) > 127
+            score = pointing(saliency, mask)
+            st.caption(f"Lesion (known: synthetic): {score['share']:.0%} of the map lies on it, which covers "
+                       f"{score['chance']:.0%} of the image (a random map's share); peak on the lesion: "
+                       f"{'yes' if score['hit'] else 'no'}.")
+        st.download_button("Download overlay (PNG)", png_bytes(image), file_name=f"pneumo-{method.lower()}.png",
+                           mime="image/png", key=f"pr_download_{method}")

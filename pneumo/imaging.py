@@ -44,12 +44,12 @@ def decode_gray(data: bytes, size: int, mode: ResizeMode = ResizeMode.SQUASH) ->
         with Image.open(io.BytesIO(data)) as img:
             img.draft("L", (size, size))
             img = ImageOps.exif_transpose(img)
-            gray = _to_gray(img)
+            gray = to_gray(img)
             return np.asarray(_square(gray, size, mode), dtype=np.uint8)
     except Image.DecompressionBombError as exc:
         raise ImageDecodeError(f"image too large to decode safely ({exc})") from exc
     except (OSError, SyntaxError, ValueError, Image.UnidentifiedImageError) as exc:
-        raise ImageDecodeError(_reason(exc)) from exc
+        raise ImageDecodeError(decode_reason(exc)) from exc
 
 
 def header_size(data: bytes) -> tuple[int, int]:
@@ -68,7 +68,8 @@ def resize_array(images: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
-def _to_gray(img: Image.Image) -> Image.Image:
+def to_gray(img: Image.Image) -> Image.Image:
+    """Any PIL mode to 8-bit grey: 16/32-bit stretched over its own range, alpha flattened on black."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
         arr = np.asarray(img, dtype=np.float64)
         lo, hi = float(arr.min()), float(arr.max())
@@ -89,10 +90,11 @@ def _square(img: Image.Image, size: int, mode: ResizeMode) -> Image.Image:
     return ImageOps.pad(img, (size, size), Image.BILINEAR, color=0)
 
 
-def _reason(exc: Exception) -> str:
+def decode_reason(exc: Exception) -> str:
+    """A decoder's exception in words for the user."""
     text = str(exc) or type(exc).__name__
     if "cannot identify image file" in text:
         return "not an image file (or an unsupported format)"
-    if "truncated" in text.lower() or "broken data stream" in text:
+    if any(word in text.lower() for word in ("truncated", "broken data stream", "premature end")):
         return "truncated or corrupt image data"
-    return text
+    return text[:300]
