@@ -4,7 +4,7 @@ import numpy as np
 import streamlit as st
 
 from pneumo import device
-from pneumo.saliency import COLORMAPS, HELP, METHODS, overlay, png_bytes, pointing
+from pneumo.saliency import COLORMAPS, HELP, METHODS, outline, overlay, png_bytes, pointing
 from ui.common import synthetic_banner
 from ui.predict_views import choose_film, choose_model, saliency_map
 
@@ -26,11 +26,16 @@ predictor = choice.predictor
 seen = predictor.as_seen(film.gray)
 probability = predictor.probability(film.gray)
 decision = "PNEUMONIA" if probability >= choice.threshold else "NORMAL"
-left, right = st.columns([1, 2])
+lesion = None
+if film.mask is not None and film.mask.any():
+    lesion = predictor.as_seen(film.mask.astype(np.uint8) * 255) > 127
+left, middle, right = st.columns([1, 1, 2])
 with left:
     h, w = predictor.size
     st.image(seen, caption=f"As the model sees it: {h} x {w}, squashed from {film.gray.shape[0]} x "
-                           f"{film.gray.shape[1]}", width=320, clamp=True)
+                           f"{film.gray.shape[1]}", width="stretch")
+if lesion is not None:
+    middle.image(outline(seen, lesion), caption="The lesion, known because the film is drawn", width="stretch")
 with right:
     st.metric("Probability of pneumonia", f"{probability:.1%}")
     st.markdown(f"Decision: **{decision}** at threshold {choice.threshold:.2f} ({choice.threshold_note}).")
@@ -63,9 +68,8 @@ for method, column in zip(methods, columns, strict=True):
         saliency = saliency_map(choice.key, film.key, method, target, _predictor=predictor, _gray=film.gray)
         image = overlay(seen, saliency, opacity, colormap)
         st.image(image, caption=method, width="stretch")
-        if film.mask is not None and film.mask.any():
-            mask = np.asarray(predictor.as_seen(film.mask.astype(np.uint8) * 255)) > 127
-            score = pointing(saliency, mask)
+        if lesion is not None:
+            score = pointing(saliency, lesion)
             st.caption(f"Lesion (known: synthetic): {score['share']:.0%} of the map lies on it, which covers "
                        f"{score['chance']:.0%} of the image (a random map's share); peak on the lesion: "
                        f"{'yes' if score['hit'] else 'no'}.")

@@ -8,6 +8,7 @@ path built from the upload's name.
 from __future__ import annotations
 
 import io
+import warnings
 from dataclasses import dataclass, field
 from pathlib import PurePath
 
@@ -99,10 +100,12 @@ def _has_rotation(img: Image.Image) -> bool:
 
 def _read_dicom(data: bytes, notes: list[str]) -> np.ndarray:
     try:
-        ds = pydicom.dcmread(io.BytesIO(data))
+        with warnings.catch_warnings():  # pydicom warns (to the server log) about every oddity it forgives
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(io.BytesIO(data))
         rows, cols = int(ds.get("Rows", 0)), int(ds.get("Columns", 0))
-        if not rows or not cols:
-            raise ImageDecodeError("the DICOM file holds no image (no Rows/Columns)")
+        if not rows or not cols or not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+            raise ImageDecodeError("the DICOM file holds no image (no pixel data)")
         _check_size(cols, rows)
         pixels = ds.pixel_array
     except ImageDecodeError:

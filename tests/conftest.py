@@ -60,3 +60,34 @@ def tiny_npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
         arrays[f"{split}_labels"] = np.array([[c.label] for c in chosen], np.uint8)
     np.savez(path, **arrays)
     return path
+
+
+@pytest.fixture(scope="session")
+def trained_cnn(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small CNN really trained on synthetic films at 64 px, saved as .keras: what Predict explains."""
+    import keras
+
+    from pneumo import models, synthetic
+    from pneumo.augment import PRESETS
+    from pneumo.config import TrainConfig
+
+    keras.utils.set_random_seed(0)
+    cases = [c for c in synthetic.cases(0) if c.split == "train"][:900]
+    x = np.stack([synthetic.draw(c, 64)[0] for c in cases])[..., None]
+    y = np.array([c.label for c in cases], np.float32)
+    model = models.build_cnn(TrainConfig(image_size=64, cnn_blocks=4, augmentation=PRESETS["none"]))
+    model.compile(keras.optimizers.Adam(1e-3), "binary_crossentropy")
+    model.fit(x, y, epochs=6, batch_size=32, verbose=0)
+    path = tmp_path_factory.mktemp("trained") / "cnn.keras"
+    model.save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def synthetic_test_films() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Synthetic test films at 64 px: images, labels, lesion masks."""
+    from pneumo import synthetic
+
+    cases = [c for c in synthetic.cases(0) if c.split == "test"][:160]
+    drawn = [synthetic.draw(c, 64) for c in cases]
+    return (np.stack([d[0] for d in drawn]), np.array([c.label for c in cases]), np.stack([d[1] for d in drawn]))
