@@ -37,7 +37,7 @@ def test_every_method_gives_a_map_in_range(predictor: Predictor, synthetic_test_
     images, _ = _lesion_films(synthetic_test_films, 1)
     out = saliency(predictor, images[0], method)
     assert out.shape == (64, 64) and out.dtype == np.float32
-    assert 0 <= out.min() and out.max() <= 1 and out.max() > 0.5 and out.std() > 0.01
+    assert out.min() >= 0 and out.max() <= 1 and out.max() > 0.5 and out.std() > 0.01
 
 
 def test_target_layer_matters(predictor: Predictor, synthetic_test_films) -> None:
@@ -51,7 +51,8 @@ def test_target_layer_matters(predictor: Predictor, synthetic_test_films) -> Non
 def test_saliency_lands_on_lesions_more_than_a_random_map(predictor: Predictor, synthetic_test_films) -> None:
     images, masks = _lesion_films(synthetic_test_films)
     rng = np.random.default_rng(0)
-    model_scores = [pointing(saliency(predictor, img, "SmoothGrad"), mask) for img, mask in zip(images, masks)]
+    model_scores = [pointing(saliency(predictor, img, "SmoothGrad"), mask)
+                    for img, mask in zip(images, masks, strict=True)]
     random_scores = [pointing(rng.random(mask.shape), mask) for mask in masks]
     share = np.mean([s["share"] for s in model_scores])
     random_share = np.mean([s["share"] for s in random_scores])

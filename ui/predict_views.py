@@ -132,11 +132,12 @@ def choose_film(dataset: ImageSet | None) -> Film | None:
     if records.empty:
         st.info("This data set has no test images: upload an image instead.")
         return None
-    labels = {i: f"{row.id} · {row.cls}" + (f" ({row.subtype})" if row.subtype not in ("", "unknown", "normal") else "")
-              for i, row in records.iterrows()}
-    i = st.selectbox("Example (test split)", list(labels), format_func=labels.get, key="pr_example")
+    labels = {row.id: f"{row.id} · {row.cls}" + (f" ({row.subtype})" if row.subtype not in ("", "unknown", "normal")
+                                                  else "") for row in records.itertuples()}
+    chosen = st.selectbox("Example (test split)", list(labels), format_func=labels.get, key="pr_example")
+    i = int(records.index[records["id"] == chosen][0])
     mask = dataset.masks[i] if dataset.masks is not None else None
-    return Film(dataset.images[i], f"{dataset.key}:{i}", labels[i], [], int(dataset.records.at[i, "label"]), mask)
+    return Film(dataset.images[i], f"{dataset.key}:{i}", labels[chosen], [], int(records.at[i, "label"]), mask)
 
 
 def examples(records: pd.DataFrame) -> pd.DataFrame:
