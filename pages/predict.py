@@ -32,7 +32,7 @@ if film.mask is not None and film.mask.any():
 left, middle, right = st.columns([1, 1, 2])
 with left:
     h, w = predictor.size
-    st.image(seen, caption=f"As the model sees it: {h} x {w}, squashed from {film.gray.shape[0]} x "
+    st.image(seen, caption=f"{film.title}, as the model sees it: {h} x {w}, squashed from {film.gray.shape[0]} x "
                            f"{film.gray.shape[1]}", width="stretch")
 if lesion is not None:
     middle.image(outline(seen, lesion), caption="The lesion, known because the film is drawn", width="stretch")
@@ -62,8 +62,8 @@ target = detected.default_target if layer == auto else layer
 if not methods:
     st.info("Pick one or more saliency methods.")
     st.stop()
-columns = st.columns(len(methods))
-for method, column in zip(methods, columns, strict=True):
+columns = st.columns(max(len(methods), 3))  # one map need not fill the page
+for method, column in zip(methods, columns, strict=False):
     with column, st.spinner(f"{method}…"):
         saliency = saliency_map(choice.key, film.key, method, target, _predictor=predictor, _gray=film.gray)
         image = overlay(seen, saliency, opacity, colormap)

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests import films
+
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "artifacts" / "screenshots"
@@ -102,7 +104,8 @@ def test_every_page_opens_and_keeps_the_sidebar(browser_page, app_url: str, name
     page.goto(app_url)
     _settle(page, "Images per split and class")
     page.get_by_role("link", name=name).click()
-    expected = {"Train": "Start training", "Evaluate": "No run has predictions yet", "Predict": "Coming next"}
+    expected = {"Train": "Start training", "Evaluate": "No run has predictions yet",
+                "Predict": "No run has a saved model yet"}
     _settle(page, expected[name])
     assert page.get_by_role("heading", name=name).count() == 1
     assert page.get_by_text("Data set").count() >= 1  # the shared sidebar is still there
@@ -151,3 +154,17 @@ def test_start_a_run_and_watch_it_learn(browser_page, app_url: str) -> None:
     after = page.locator(".js-plotly-plot").first.text_content()
     assert before != after, "moving the threshold must change the confusion matrix"
     page.screenshot(path=str(SHOTS / "evaluate-threshold-moved.png"))
+    page.get_by_role("link", name="Predict").click()
+    page.wait_for_url("**/predict")
+    _settle(page, "Download overlay (PNG)")  # an example from the run's test split, explained at once
+    assert page.get_by_text("chosen on the Evaluate page", exact=False).count() == 1
+    page.get_by_text("Upload an image", exact=True).click()
+    _settle(page, "Chest X-ray (JPEG, PNG or DICOM)")
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(
+        files=[{"name": "upload.jpg", "mimeType": "image/jpeg", "buffer": films.jpeg()}])
+    _settle(page, "Download overlay (PNG)")
+    assert page.get_by_text("upload.jpg", exact=False).count() >= 1
+    assert page.get_by_text("Probability of pneumonia").count() == 1
+    overlay = page.locator('[data-testid="stImage"]').filter(has_text="Grad-CAM")
+    assert overlay.count() == 1 and overlay.locator("img").evaluate("img => img.naturalWidth") == 64
+    page.screenshot(path=str(SHOTS / "predict-upload.png"), full_page=True)
