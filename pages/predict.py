@@ -70,8 +70,8 @@ for method, column in zip(methods, columns, strict=False):
         st.image(image, caption=method, width="stretch")
         if lesion is not None:
             score = pointing(saliency, lesion)
-            st.caption(f"Lesion (known: synthetic): {score['share']:.0%} of the map lies on it, which covers "
-                       f"{score['chance']:.0%} of the image (a random map's share); peak on the lesion: "
+            st.caption(f"Lesion (known: synthetic): {score['share']:.1%} of the map lies on it, which covers "
+                       f"{score['chance']:.1%} of the image (a random map's share); peak on the lesion: "
                        f"{'yes' if score['hit'] else 'no'}.")
         st.download_button("Download overlay (PNG)", png_bytes(image), file_name=f"pneumo-{method.lower()}.png",
                            mime="image/png", key=f"pr_download_{method}")

@@ -1,0 +1,62 @@
+"""Bench: warm Predict-page latency, probability + saliency, for the default CNN and ResNet50 at 224.
+
+    python bench/predict_speed.py [REPEATS]
+
+Builds each model as training would (weights do not change the cost: ResNet50 uses
+weights=None, as offline), wraps it in a Predictor as the page does, warms it up with one
+call of everything, then times REPEATS calls of each and prints the median. The ratio column
+is each figure over the bare probability of the same model in the same run.
+Goals on a 2-core CPU: probability + Grad-CAM <= 1 s for the CNN, <= 3 s for ResNet50 at 224.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+
+from pneumo import models
+from pneumo.config import TrainConfig
+from pneumo.inference import Predictor
+from pneumo.saliency import METHODS, saliency
+
+GOALS = {"cnn": 1.0, "resnet50": 3.0}
+
+
+def median_seconds(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    repeats = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+    film = np.random.default_rng(0).integers(0, 256, (1024, 900), dtype=np.uint8)  # a decoded upload
+    print(f"{'model':<22}{'what':<30}{'median s':>10}{'ratio':>8}{'goal':>8}")
+    for config in (TrainConfig(), TrainConfig(model="resnet50", weights="none", image_size=224)):
+        predictor = Predictor(models.build(config))
+        label = f"{config.model} @ {config.image_size}"
+        predictor.probability(film)
+        for method in METHODS:
+            saliency(predictor, film, method)
+        base = median_seconds(lambda p=predictor: p.probability(film), repeats)
+        print(f"{label:<22}{'probability':<30}{base:>10.3f}{1:>8.1f}{'':>8}")
+        for method in METHODS:
+            seconds = median_seconds(lambda p=predictor, m=method: (p.probability(film), saliency(p, film, m)),
+                                     repeats)
+            goal = f"<= {GOALS[config.model]:.0f}" if method == "Grad-CAM" else ""
+            print(f"{label:<22}{'probability + ' + method:<30}{seconds:>10.3f}{seconds / base:>8.1f}{goal:>8}")
+
+
+if __name__ == "__main__":
+    main()
