@@ -24,7 +24,11 @@ if choice.dataset is not None and choice.dataset.synthetic and film.label is not
 
 predictor = choice.predictor
 seen = predictor.as_seen(film.gray)
-probability = predictor.probability(film.gray)
+try:
+    probability = predictor.probability(film.gray)
+except Exception as exc:  # noqa: BLE001 - a model from elsewhere may fail in any way; say so, keep the page
+    st.error(f"The model failed on this film ({type(exc).__name__}: {str(exc)[:300]}).")
+    st.stop()
 decision = "PNEUMONIA" if probability >= choice.threshold else "NORMAL"
 lesion = None
 if film.mask is not None and film.mask.any():
@@ -65,7 +69,12 @@ if not methods:
 columns = st.columns(max(len(methods), 3))  # one map need not fill the page
 for method, column in zip(methods, columns, strict=False):
     with column, st.spinner(f"{method}…"):
-        saliency = saliency_map(choice.key, film.key, method, target, _predictor=predictor, _gray=film.gray)
+        try:
+            saliency = saliency_map(choice.key, film.key, method, target, _predictor=predictor, _gray=film.gray)
+        except Exception as exc:  # noqa: BLE001 - e.g. a target layer the output does not depend on
+            st.error(f"{method} failed on layer {predictor.label(target)}: {type(exc).__name__}: {str(exc)[:200]}. "
+                     "Try another target layer.")
+            continue
         image = overlay(seen, saliency, opacity, colormap)
         st.image(image, caption=method, width="stretch")
         if lesion is not None:
