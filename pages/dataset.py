@@ -19,6 +19,8 @@ st.caption(f"**{image_set.name}** · {len(records):,} images decoded at {image_s
 
 if image_set.missing_splits:
     st.warning(f"Missing split folder(s): {', '.join(image_set.missing_splits)}. The rest is usable.")
+if image_set.empty_folders:
+    st.warning(f"Class folder(s) without any image: {', '.join(image_set.empty_folders)}. The rest is usable.")
 if image_set.skipped or image_set.ignored:
     with st.expander(f":material/warning: {len(image_set.skipped)} unreadable file(s) skipped, "
                      f"{len(image_set.ignored)} non-image file(s) ignored"):

@@ -59,6 +59,7 @@ def _write(folder: Path, image_set: ImageSet) -> None:
             "skipped": image_set.skipped,
             "ignored": image_set.ignored,
             "missing_splits": image_set.missing_splits,
+            "empty_folders": image_set.empty_folders,
             "has_patients": image_set.has_patients,
         }
         (tmp / "meta.json").write_text(json.dumps(meta))
@@ -89,6 +90,7 @@ def _read(folder: Path, key: str) -> ImageSet:
         skipped=[tuple(s) for s in meta["skipped"]],
         ignored=meta["ignored"],
         missing_splits=meta["missing_splits"],
+        empty_folders=meta.get("empty_folders", []),
         has_patients=meta["has_patients"],
         key=key,
     )

@@ -46,6 +46,7 @@ class ImageSet:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, why) unreadable files
     ignored: list[str] = field(default_factory=list)  # files that are not images
     missing_splits: list[str] = field(default_factory=list)
+    empty_folders: list[str] = field(default_factory=list)  # class folders with no image, or none at all
     has_patients: bool = True
     key: str = ""  # the cache entry it came from: changes whenever the pixels would
 
@@ -106,6 +107,8 @@ class _FolderListing:
     files: list[tuple[str, str, int, Path]]  # (split, class, label, path)
     ignored: list[str]
     missing_splits: list[str]
+    empty_folders: list[str]
+    not_files: list[tuple[str, str]]  # image names that are folders, broken links, pipes: (path, why)
 
 
 class FolderSource(Source):
@@ -132,6 +135,8 @@ class FolderSource(Source):
         files: list[tuple[str, str, int, Path]] = []
         ignored: list[str] = []
         missing: list[str] = []
+        empty: list[str] = []
+        not_files: list[tuple[str, str]] = []
         for split in SPLITS:
             split_dir = _child(root, split)
             if split_dir is None:
@@ -140,20 +145,30 @@ class FolderSource(Source):
             for label, cls in enumerate(CLASSES):
                 cls_dir = _child(split_dir, cls)
                 if cls_dir is None:
+                    empty.append(f"{split}/{cls} (no folder)")
                     continue
+                found = len(files)
                 for entry in sorted(os.scandir(cls_dir), key=lambda e: e.name):
-                    if entry.name.startswith(".") or not entry.is_file():
+                    rel = str(Path(entry.path).relative_to(root))
+                    is_image = Path(entry.name).suffix.lower() in IMAGE_EXTENSIONS
+                    if entry.name.startswith("."):
                         continue
-                    if Path(entry.name).suffix.lower() in IMAGE_EXTENSIONS:
+                    if not entry.is_file():
+                        if is_image:  # named like an image, but a folder, a broken link or a pipe
+                            not_files.append((rel, "not a regular file (a folder, a broken link or a pipe)"))
+                        continue
+                    if is_image:
                         files.append((split, cls, label, Path(entry.path)))
                     else:
-                        ignored.append(str(Path(entry.path).relative_to(root)))
+                        ignored.append(rel)
+                if len(files) == found:
+                    empty.append(f"{split}/{cls}")
         if not files:
             raise DatasetError(
                 f"No images found in {root}: expected {{train,val,test}}/{{NORMAL,PNEUMONIA}}/*.jpeg "
                 "(the Kaggle chest-xray-pneumonia layout)."
             )
-        return _FolderListing(files, ignored, missing)
+        return _FolderListing(files, ignored, missing, empty, not_files)
 
     def fingerprint(self, size: int, mode: ResizeMode) -> str:
         listing = self.listing()
@@ -184,7 +199,7 @@ class FolderSource(Source):
                 if progress and (done % 64 == 0 or done == total):
                     progress(done, total)
 
-        rows, images, skipped = [], [], []
+        rows, images, skipped = [], [], list(listing.not_files)
         for (split, cls, label, path), result in zip(listing.files, results, strict=True):
             rel = str(path.relative_to(root))
             if isinstance(result, str):
@@ -202,6 +217,7 @@ class FolderSource(Source):
             skipped=skipped,
             ignored=listing.ignored,
             missing_splits=listing.missing_splits,
+            empty_folders=listing.empty_folders,
         )
 
 

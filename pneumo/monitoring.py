@@ -93,6 +93,7 @@ def summary(run: Run) -> dict:
     if damage:
         return {"run": run.id, "name": run.id, "status": "damaged", "problem": damage}
     config, status, history = run.config(), run.status(), run.history()
+    model_problem = run.model_problem
     best = best_epoch(history)
     best_row = history[history["epoch"] == best].iloc[0] if best is not None else None
     return {
@@ -103,10 +104,10 @@ def summary(run: Run) -> dict:
         "unfreeze": config.unfreeze if config.model == "resnet50" else None,
         "image size": config.image_size,
         "epochs": f"{len(history)}/{config.total_epochs}",
-        "status": status["state"],
+        "status": "damaged" if model_problem else status["state"],
         "best val AUC": round(float(best_row["val_auc"]), 4) if best_row is not None else None,
         "val accuracy": round(float(best_row["val_accuracy"]), 4) if best_row is not None else None,
         "duration": duration(progress(run).elapsed) if status.get("started") else "",
         "device": status.get("device", ""),
-        "problem": status.get("error") or "",
+        "problem": model_problem or status.get("error") or "",
     }

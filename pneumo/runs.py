@@ -27,6 +27,7 @@ import secrets
 import shutil
 import tempfile
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,9 +79,20 @@ def read_csv(path: Path) -> pd.DataFrame:
     if not text.strip():
         return pd.DataFrame()
     try:
-        return pd.read_csv(io.StringIO(text), on_bad_lines="skip")
+        # index_col=False: a damaged line with extra fields must be skipped, not turned into an index
+        return pd.read_csv(io.StringIO(text), on_bad_lines="skip", index_col=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError):
         return pd.DataFrame()
+
+
+def _numeric(frame: pd.DataFrame, required: list[str], text: list[str] | None = None) -> pd.DataFrame:
+    """A table as the pages expect it, or an empty one: the required columns present, every other
+    column numeric, rows that are not (a damaged line) dropped."""
+    if not set(required) <= set(frame.columns):
+        return pd.DataFrame()
+    numbers = [c for c in frame.columns if c not in (text or [])]
+    frame = frame.assign(**{c: pd.to_numeric(frame[c], errors="coerce") for c in numbers})
+    return frame.dropna(subset=[c for c in required if c in numbers]).reset_index(drop=True)
 
 
 @dataclass(frozen=True)
@@ -127,6 +139,19 @@ class Run:
             return "status.json has no valid state"
         return None
 
+    @property
+    def model_problem(self) -> str | None:
+        """Why this run's model cannot be used (its predictions and history still can), or None.
+
+        A cheap check, for listing runs: a .keras file is a zip archive.
+        """
+        for name in ("best.keras", "last.keras"):
+            if self.file(name).exists() and not zipfile.is_zipfile(self.file(name)):
+                return f"{name} is corrupt (not a Keras archive)"
+        if self.status().get("state") == "finished" and self.model_file() is None:
+            return "finished, but its model file (best.keras) is missing"
+        return None
+
     def rename(self, name: str) -> None:
         write_json(self.file("config.json"), self.config().with_(name=name).to_dict())
 
@@ -138,13 +163,14 @@ class Run:
             return self.id
 
     def history(self) -> pd.DataFrame:
-        return read_csv(self.file("history.csv"))
+        return _numeric(read_csv(self.file("history.csv")), required=["epoch"])
 
     def batches(self) -> pd.DataFrame:
-        return read_csv(self.file("batches.csv"))
+        return _numeric(read_csv(self.file("batches.csv")), required=["step"])
 
     def predictions(self) -> pd.DataFrame:
-        return read_csv(self.file("predictions.csv"))
+        return _numeric(read_csv(self.file("predictions.csv")), required=["split", "id", "label", "prob"],
+                        text=["split", "id", "patient"])
 
     def model_file(self) -> Path | None:
         """The model to use: the best one, else the one saved when the run stopped."""

@@ -63,7 +63,8 @@ def choose_model() -> ModelChoice | None:
 
 
 def _choose_run() -> ModelChoice | None:
-    runs = [r for r in RunStore().runs() if r.damage is None and r.model_file() is not None]
+    runs = [r for r in RunStore().runs()
+            if r.damage is None and r.model_file() is not None and r.model_problem is None]
     if not runs:
         st.info("No run has a saved model yet: train one on the Train page, or upload a model file.")
         return None
