@@ -1,10 +1,12 @@
 """The job lifecycle with real training processes: queue, graceful stop, kill -9, resume."""
 
+import io
 import os
 import signal
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from pneumo import jobs
@@ -63,8 +65,24 @@ def test_queue_runs_one_at_a_time_then_the_next_starts_by_itself(tiny_npz: Path)
     assert len(first.predictions()) == 300 and "Epoch 2/2" in first.log_tail(200)
 
 
+def _fingerprint(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _mid_epoch(run: Run) -> bool:
+    """True while a batch well inside an epoch that has not ended yet was the last written."""
+    batches, history = run.batches(), run.history()
+    if batches.empty:
+        return False
+    last = batches.iloc[-1]
+    return int(last["epoch"]) > len(history) and 8 <= int(last["batch"]) <= 30  # 38 batches an epoch
+
+
 def test_stop_is_graceful_and_kill_is_detected_then_resume_completes(tiny_npz: Path) -> None:
     store = RunStore()
+    other = jobs.submit(_config(tiny_npz, epochs=1, name="other"), store)
+    _finish(other, store)
+    other_files = _fingerprint(other.path)
     run = jobs.submit(_config(tiny_npz, epochs=12), store)
     _wait(lambda: len(run.batches()) >= 5, what="training to start")
     jobs.stop(run)
@@ -74,8 +92,9 @@ def test_stop_is_graceful_and_kill_is_detected_then_resume_completes(tiny_npz: P
     assert not run.file("stop").exists()
 
     jobs.resume(run)
-    _wait(lambda: _state(run) == "running" and len(run.history()) >= 2, what="two epochs after resume")
-    epochs_before = len(run.history())
+    _wait(lambda: _state(run) == "running" and len(run.history()) >= 2 and _mid_epoch(run),
+          what="the middle of an epoch after two epochs")
+    history_before = run.file("history.csv").read_bytes()
     pid = run.status()["pid"]
     os.kill(pid, signal.SIGKILL)
     killed_at = time.monotonic()
@@ -83,14 +102,20 @@ def test_stop_is_graceful_and_kill_is_detected_then_resume_completes(tiny_npz: P
     assert time.monotonic() - killed_at < 5
     status = run.status()
     assert status["state"] == "failed" and "died" in status["error"] and "resume" in status["error"]
-    assert len(run.history()) >= epochs_before  # nothing written so far was lost
+    assert run.file("history.csv").read_bytes() == history_before  # nothing written so far was lost
+    assert {r.id for r in store.runs()} == {run.id, other.id} and run.damage is None
+    assert _fingerprint(other.path) == other_files  # the other run is untouched
 
     jobs.resume(run)
     _finish(run, store)
     assert _state(run) == "finished", run.log_tail()
     history = run.history()
     assert history["epoch"].tolist() == list(range(1, 13))  # each epoch once, to the planned number
+    before = pd.read_csv(io.BytesIO(history_before))
+    pd.testing.assert_frame_equal(history.iloc[: len(before)][["epoch", "loss", "val_auc"]],
+                                  before[["epoch", "loss", "val_auc"]], check_dtype=False)  # kept, not redone
     assert run.status()["resumed"] == 2
+    assert _fingerprint(other.path) == other_files
 
 
 def test_stopping_a_queued_run_cancels_it(tiny_npz: Path, monkeypatch: pytest.MonkeyPatch) -> None:
