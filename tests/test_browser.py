@@ -16,6 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from pneumo import radiograph
+from pneumo.inference import Predictor, load_file
+from pneumo.runs import RunStore
 from tests import films
 
 CHROMIUM = "/usr/bin/chromium"
@@ -35,15 +38,17 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """``streamlit run`` on a free port with its own cache and run store: (url, run store folder)."""
     port = _free_port()
     work = tmp_path_factory.mktemp("browser")
     env = {**os.environ, "PNEUMO_CACHE": str(work / "cache"), "PNEUMO_RUNS": str(work / "runs")}
     env.pop("PNEUMO_DATA", None)
-    server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
-         "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    with open(work / "server.log", "wb") as log:  # a file, not a pipe nobody reads: it would fill and block
+        server = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
+             "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(120):
@@ -55,14 +60,19 @@ def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 time.sleep(0.5)
         else:
             pytest.fail("streamlit did not start")
-        yield url
+        yield url, work / "runs"
     finally:
         server.terminate()
         server.wait(timeout=20)
 
 
 @pytest.fixture(scope="module")
-def browser_page(app_url: str):
+def app_url(server: tuple[str, Path]) -> str:
+    return server[0]
+
+
+@pytest.fixture(scope="module")
+def browser(app_url: str):
     from playwright.sync_api import sync_playwright
 
     SHOTS.mkdir(parents=True, exist_ok=True)
@@ -70,9 +80,13 @@ def browser_page(app_url: str):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
             "--disable-sync", "--no-first-run"])
-        page = browser.new_page(viewport={"width": 1400, "height": 2000})
-        yield page
+        yield browser
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def browser_page(browser):
+    return browser.new_page(viewport={"width": 1400, "height": 2000})
 
 
 def _settle(page, text: str) -> None:
@@ -112,36 +126,46 @@ def test_every_page_opens_and_keeps_the_sidebar(browser_page, app_url: str, name
     page.screenshot(path=str(SHOTS / f"{name.lower()}.png"))
 
 
-def test_start_a_run_and_watch_it_learn(browser_page, app_url: str) -> None:
-    """A teacher's loop: pick a small size, start a short CNN run, watch the curves arrive."""
+def _shot(page, step: str) -> None:
+    page.screenshot(path=str(SHOTS / f"journey-{step}.png"), full_page=True)
+
+
+def test_full_journey(browser_page, app_url: str) -> None:
+    """A teacher's loop: data set statistics, a short CNN run watched as it learns, its evaluation
+    with a threshold moved, then a prediction with Grad-CAM on an example and on an upload."""
     page = browser_page
     page.goto(app_url)
     _settle(page, "Images per split and class")
     page.get_by_role("combobox", name="Working image size (px)").click()
     page.get_by_role("option", name="64").click()
     _settle(page, "Images per split and class")
+    page.get_by_text("Synthetic data").first.wait_for(timeout=60_000)
+    _settle(page, "Images per split and class")
+    _shot(page, "01-dataset")
     page.get_by_role("link", name="Train").click()
     _settle(page, "Start training")
     epochs = page.get_by_role("spinbutton", name="Epochs", exact=True)
     epochs.fill("3")
     epochs.press("Enter")
     _settle(page, "Start training")
-    page.screenshot(path=str(SHOTS / "train-new-run.png"))
+    _shot(page, "02-train-form")
     page.get_by_role("button", name="Start training").click()
     page.get_by_text("Loss per epoch").first.wait_for(timeout=180_000)  # the first epoch has ended
     first = page.get_by_text("Epoch ", exact=False).first.inner_text()
-    page.screenshot(path=str(SHOTS / "train-watch-running.png"))
+    first_curve = page.locator(".js-plotly-plot").first.text_content()
+    _shot(page, "03-watch-running")
     page.get_by_text("finished on", exact=False).first.wait_for(timeout=240_000)
     assert page.get_by_text("Epoch 3 of 3", exact=False).count() >= 1 and "Epoch 3 of 3" not in first
+    assert page.locator(".js-plotly-plot").first.text_content() != first_curve, "the curves must update"
     assert page.locator(".js-plotly-plot").count() >= 5
     assert page.locator('[data-testid="stException"]').count() == 0
-    page.screenshot(path=str(SHOTS / "train-watch-finished.png"))
+    _shot(page, "04-watch-finished")
     page.get_by_text("Runs", exact=True).click()
     _settle(page, "Compare runs")
-    page.screenshot(path=str(SHOTS / "train-runs.png"))
+    _shot(page, "05-runs")
     page.get_by_role("link", name="Evaluate").click()
     _settle(page, "Errors")
-    page.screenshot(path=str(SHOTS / "evaluate.png"))
+    _shot(page, "06-evaluate")
     before = page.locator(".js-plotly-plot").first.text_content()
     slider = page.get_by_role("slider", name="Decision threshold (probability of pneumonia)")
     slider.focus()
@@ -153,18 +177,82 @@ def test_start_a_run_and_watch_it_learn(browser_page, app_url: str) -> None:
     _settle(page, "Errors")
     after = page.locator(".js-plotly-plot").first.text_content()
     assert before != after, "moving the threshold must change the confusion matrix"
-    page.screenshot(path=str(SHOTS / "evaluate-threshold-moved.png"))
+    _shot(page, "07-evaluate-threshold-moved")
     page.get_by_role("link", name="Predict").click()
     page.wait_for_url("**/predict")
     _settle(page, "Download overlay (PNG)")  # an example from the run's test split, explained at once
     assert page.get_by_text("chosen on the Evaluate page", exact=False).count() == 1
+    assert page.get_by_text("Probability of pneumonia").count() == 1
+    assert page.locator('[data-testid="stImage"]').filter(has_text="Grad-CAM").count() == 1
+    _shot(page, "08-predict-example")
     page.get_by_text("Upload an image", exact=True).click()
     _settle(page, "Chest X-ray (JPEG, PNG or DICOM)")
     page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(
         files=[{"name": "upload.jpg", "mimeType": "image/jpeg", "buffer": films.jpeg()}])
     _settle(page, "Download overlay (PNG)")
     assert page.get_by_text("upload.jpg", exact=False).count() >= 1
-    assert page.get_by_text("Probability of pneumonia").count() == 1
     overlay = page.locator('[data-testid="stImage"]').filter(has_text="Grad-CAM")
     assert overlay.count() == 1 and overlay.locator("img").evaluate("img => img.naturalWidth") == 64
-    page.screenshot(path=str(SHOTS / "predict-upload.png"), full_page=True)
+    _shot(page, "09-predict-upload")
+
+
+def _open_train_form(page, app_url: str) -> None:
+    page.goto(app_url)
+    _settle(page, "Images per split and class")
+    page.get_by_role("combobox", name="Working image size (px)").click()
+    page.get_by_role("option", name="64").click()
+    _settle(page, "Images per split and class")
+    page.get_by_role("link", name="Train").click()
+    _settle(page, "Start training")
+    epochs = page.get_by_role("spinbutton", name="Epochs", exact=True)
+    epochs.fill("1")
+    epochs.press("Enter")
+    _settle(page, "Start training")
+
+
+def test_two_sessions_start_runs_at_once_then_predict_at_once(browser, server: tuple[str, Path]) -> None:
+    """Two classroom browsers: both press Start together; the queue runs them in turn, once each.
+    Then both upload a different film at the same moment and each sees its own answer."""
+    app_url, runs_root = server
+    store = RunStore(runs_root)
+    before = {r.id for r in store.runs()}
+    pages = [browser.new_context(viewport={"width": 1400, "height": 1600}).new_page() for _ in range(2)]
+    for page in pages:
+        _open_train_form(page, app_url)
+    for page in pages:  # as close together as two people can click
+        page.get_by_role("button", name="Start training").click(no_wait_after=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        new = [r for r in store.runs() if r.id not in before]
+        if len(new) == 2 and all(r.status()["state"] in ("finished", "failed", "stopped") for r in new):
+            break
+        time.sleep(1)
+    new = sorted((r for r in store.runs() if r.id not in before), key=lambda r: r.status()["started"])
+    assert len(new) == 2, "each click makes exactly one run"
+    assert [r.status()["state"] for r in new] == ["finished", "finished"], [r.log_tail() for r in new]
+    assert new[1].status()["started"] >= new[0].status()["ended"], "the queue runs them in turn, not together"
+    for run in new:
+        assert len(run.history()) == 1 and "resumed" not in run.status()  # trained once
+        assert run.log_tail(400).count(f"run {run.id}: finished") == 1
+    for i, page in enumerate(pages):
+        page.get_by_text("finished on", exact=False).first.wait_for(timeout=60_000)
+        page.screenshot(path=str(SHOTS / f"concurrent-{i + 1}-train.png"))
+
+    predictor = Predictor(load_file(store.runs()[0].model_file()))  # the run Predict offers first
+    uploads = [films.jpeg(films.gradient()), films.jpeg(255 - films.gradient())]
+    answers = [f"{predictor.probability(radiograph.read(data).pixels):.1%}" for data in uploads]
+    assert answers[0] != answers[1], "the two films must give different answers for the test to mean anything"
+    for page in pages:
+        page.get_by_role("link", name="Predict").click()
+        page.wait_for_url("**/predict")
+        _settle(page, "Download overlay (PNG)")
+        page.get_by_text("Upload an image", exact=True).click()
+        _settle(page, "Chest X-ray (JPEG, PNG or DICOM)")
+    for page, data in zip(pages, uploads, strict=True):  # both uploads in flight together
+        page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(
+            files=[{"name": "film.jpg", "mimeType": "image/jpeg", "buffer": data}])
+    for i, (page, expected) in enumerate(zip(pages, answers, strict=True)):
+        _settle(page, "Download overlay (PNG)")
+        shown = page.locator('[data-testid="stMetricValue"]').first.inner_text()
+        assert shown == expected, f"session {i + 1} shows {shown}, its film gives {expected}"
+        page.screenshot(path=str(SHOTS / f"concurrent-{i + 1}-predict.png"), full_page=True)
