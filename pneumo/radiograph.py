@@ -8,6 +8,7 @@ path built from the upload's name.
 from __future__ import annotations
 
 import io
+import logging
 import warnings
 from dataclasses import dataclass, field
 from pathlib import PurePath
@@ -19,6 +20,8 @@ from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
 from pneumo.imaging import ImageDecodeError, decode_reason, to_gray
+
+logging.getLogger("pydicom").setLevel(logging.ERROR)  # its warnings are warnings too: see _read_dicom
 
 MAX_BYTES = 50 * 1024 * 1024  # as .streamlit/config.toml's maxUploadSize
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS  # one place: imaging's decompression-bomb limit
@@ -99,10 +102,15 @@ def _has_rotation(img: Image.Image) -> bool:
 
 
 def _read_dicom(data: bytes, notes: list[str]) -> np.ndarray:
+    """pydicom warns about every oddity it forgives; what matters reaches the user as notes or errors."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _decode_dicom(data, notes)
+
+
+def _decode_dicom(data: bytes, notes: list[str]) -> np.ndarray:
     try:
-        with warnings.catch_warnings():  # pydicom warns (to the server log) about every oddity it forgives
-            warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(io.BytesIO(data))
+        ds = pydicom.dcmread(io.BytesIO(data))
         rows, cols = int(ds.get("Rows", 0)), int(ds.get("Columns", 0))
         if not rows or not cols or not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
             raise ImageDecodeError("the DICOM file holds no image (no pixel data)")
