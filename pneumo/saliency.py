@@ -19,6 +19,7 @@ from tf_keras_vis.gradcam import Gradcam
 from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
 from tf_keras_vis.saliency import Saliency
 from tf_keras_vis.scorecam import Scorecam
+from tf_keras_vis.utils import normalize
 
 from pneumo.inference import Predictor
 
@@ -31,7 +32,7 @@ HELP = {
     "Faster-ScoreCAM": "No gradients: masks the film with the 10 strongest feature maps and weighs each by the "
                        "score it keeps. Slower, less noisy.",
     "SmoothGrad": "Gradient of the score with respect to each pixel, averaged over 20 noisy copies: fine-grained, "
-                  "shows edges the model is sensitive to.",
+                  "shows edges the model is sensitive to. The slowest on a CPU.",
 }
 COLORMAPS = ("Jet", "Turbo", "Inferno", "Viridis", "Hot")
 FASTER_SCORECAM_MAPS = 10
@@ -58,11 +59,22 @@ def saliency(predictor: Predictor, gray: np.ndarray, method: str, layer: str | N
             cam = Scorecam(model)(score, x, penultimate_layer=target, seek_penultimate_conv_layer=False,
                                   max_N=FASTER_SCORECAM_MAPS)
         elif method == "SmoothGrad":
-            cam = Saliency(model)(score, x, smooth_samples=SMOOTHGRAD_SAMPLES, smooth_noise=0.2)
+            cam = _smoothgrad(model, score, x)
         else:
             raise ValueError(f"unknown saliency method {method!r}; choose from {', '.join(METHODS)}")
     out = np.nan_to_num(np.asarray(cam, dtype=np.float32)[0])
     return np.clip(out, 0.0, 1.0)
+
+
+def _smoothgrad(model, score, x: np.ndarray) -> np.ndarray:
+    """SmoothGrad (Smilkov et al., 2017) with tf-keras-vis' Saliency, its noisy copies given as one
+    batch: one forward and backward pass instead of one per copy (tf-keras-vis loops), and a
+    seeded noise so the same film gives the same map."""
+    rng = np.random.default_rng(0)
+    sigma = 0.2 * (x.max() - x.min())
+    noisy = (x + rng.normal(0.0, sigma, (SMOOTHGRAD_SAMPLES, *x.shape[1:]))).astype(np.float32)
+    grads = Saliency(model)(score, noisy, keepdims=True, normalize_map=False)  # |gradient| of each copy
+    return normalize(np.max(np.mean(grads, axis=0), axis=-1)[None])
 
 
 @lru_cache(maxsize=len(COLORMAPS))

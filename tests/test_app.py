@@ -85,7 +85,7 @@ def test_switching_split_view_and_gallery_filters() -> None:
 
 
 @pytest.mark.parametrize(("page", "says"), [("pages/evaluate.py", "No run has predictions yet"),
-                                            ("pages/predict.py", "Coming next")])
+                                            ("pages/predict.py", "No run has a saved model yet")])
 def test_other_pages_open_and_keep_the_dataset_choice(page: str, says: str) -> None:
     at = _app(ds_size=64, ds_val_pct=20).run()
     at.switch_page(page).run()

@@ -72,7 +72,7 @@ def test_maps_of_a_randomised_model_differ(predictor: Predictor, synthetic_test_
         same = [rank_similarity(saliency(predictor, img, method), saliency(predictor, img, method)) for img in images]
         other = [rank_similarity(saliency(predictor, img, method), saliency(randomised, img, method))
                  for img in images]
-        assert min(same) > 0.9 if method == "Grad-CAM" else np.mean(same) > 0.5  # the measure can be high
+        assert min(same) > 0.99  # maps are deterministic, and the measure can be high
         assert np.mean(other) < 0.5, f"{method}: maps barely change when the weights are random"
 
 
