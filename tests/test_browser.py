@@ -130,10 +130,8 @@ def _shot(page, step: str) -> None:
     page.screenshot(path=str(SHOTS / f"journey-{step}.png"), full_page=True)
 
 
-def test_full_journey(browser_page, app_url: str) -> None:
-    """A teacher's loop: data set statistics, a short CNN run watched as it learns, its evaluation
-    with a threshold moved, then a prediction with Grad-CAM on an example and on an upload."""
-    page = browser_page
+def _open_small_dataset(page, app_url: str) -> None:
+    """The app's first page with the working size set to 64 px, so training is quick."""
     page.goto(app_url)
     _settle(page, "Images per split and class")
     page.get_by_role("combobox", name="Working image size (px)").click()
@@ -141,13 +139,24 @@ def test_full_journey(browser_page, app_url: str) -> None:
     _settle(page, "Images per split and class")
     page.get_by_text("Synthetic data").first.wait_for(timeout=60_000)
     _settle(page, "Images per split and class")
-    _shot(page, "01-dataset")
+
+
+def _open_train_form(page, epochs: int) -> None:
     page.get_by_role("link", name="Train").click()
     _settle(page, "Start training")
-    epochs = page.get_by_role("spinbutton", name="Epochs", exact=True)
-    epochs.fill("3")
-    epochs.press("Enter")
+    field = page.get_by_role("spinbutton", name="Epochs", exact=True)
+    field.fill(str(epochs))
+    field.press("Enter")
     _settle(page, "Start training")
+
+
+def test_full_journey(browser_page, app_url: str) -> None:
+    """A teacher's loop: data set statistics, a short CNN run watched as it learns, its evaluation
+    with a threshold moved, then a prediction with Grad-CAM on an example and on an upload."""
+    page = browser_page
+    _open_small_dataset(page, app_url)
+    _shot(page, "01-dataset")
+    _open_train_form(page, epochs=3)
     _shot(page, "02-train-form")
     page.get_by_role("button", name="Start training").click()
     page.get_by_text("Loss per epoch").first.wait_for(timeout=180_000)  # the first epoch has ended
@@ -196,20 +205,6 @@ def test_full_journey(browser_page, app_url: str) -> None:
     _shot(page, "09-predict-upload")
 
 
-def _open_train_form(page, app_url: str) -> None:
-    page.goto(app_url)
-    _settle(page, "Images per split and class")
-    page.get_by_role("combobox", name="Working image size (px)").click()
-    page.get_by_role("option", name="64").click()
-    _settle(page, "Images per split and class")
-    page.get_by_role("link", name="Train").click()
-    _settle(page, "Start training")
-    epochs = page.get_by_role("spinbutton", name="Epochs", exact=True)
-    epochs.fill("1")
-    epochs.press("Enter")
-    _settle(page, "Start training")
-
-
 def test_two_sessions_start_runs_at_once_then_predict_at_once(browser, server: tuple[str, Path]) -> None:
     """Two classroom browsers: both press Start together; the queue runs them in turn, once each.
     Then both upload a different film at the same moment and each sees its own answer."""
@@ -218,7 +213,8 @@ def test_two_sessions_start_runs_at_once_then_predict_at_once(browser, server: t
     before = {r.id for r in store.runs()}
     pages = [browser.new_context(viewport={"width": 1400, "height": 1600}).new_page() for _ in range(2)]
     for page in pages:
-        _open_train_form(page, app_url)
+        _open_small_dataset(page, app_url)
+        _open_train_form(page, epochs=1)
     for page in pages:  # as close together as two people can click
         page.get_by_role("button", name="Start training").click(no_wait_after=True)
     deadline = time.monotonic() + 300
