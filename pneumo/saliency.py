@@ -19,7 +19,6 @@ from tf_keras_vis.gradcam import Gradcam
 from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
 from tf_keras_vis.saliency import Saliency
 from tf_keras_vis.scorecam import Scorecam
-from tf_keras_vis.utils import normalize
 
 from pneumo.inference import Predictor
 
@@ -52,18 +51,27 @@ def saliency(predictor: Predictor, gray: np.ndarray, method: str, layer: str | N
     with predictor.lock, contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         if method == "Grad-CAM":
-            cam = Gradcam(model)(score, x, penultimate_layer=target, seek_penultimate_conv_layer=False)
+            cam = Gradcam(model)(score, x, penultimate_layer=target, seek_penultimate_conv_layer=False,
+                                 normalize_cam=False)
         elif method == "Grad-CAM++":
-            cam = GradcamPlusPlus(model)(score, x, penultimate_layer=target, seek_penultimate_conv_layer=False)
+            cam = GradcamPlusPlus(model)(score, x, penultimate_layer=target, seek_penultimate_conv_layer=False,
+                                         normalize_cam=False)
         elif method == "Faster-ScoreCAM":
             cam = Scorecam(model)(score, x, penultimate_layer=target, seek_penultimate_conv_layer=False,
-                                  max_N=FASTER_SCORECAM_MAPS)
+                                  max_N=FASTER_SCORECAM_MAPS, normalize_cam=False)
         elif method == "SmoothGrad":
             cam = _smoothgrad(model, score, x)
         else:
             raise ValueError(f"unknown saliency method {method!r}; choose from {', '.join(METHODS)}")
-    out = np.nan_to_num(np.asarray(cam, dtype=np.float32)[0])
-    return np.clip(out, 0.0, 1.0)
+    return _unit(np.nan_to_num(np.asarray(cam, dtype=np.float64)[0]))
+
+
+def _unit(values: np.ndarray) -> np.ndarray:
+    """Scaled to 0..1 by its own range. tf-keras-vis' normalize adds 1e-7 to the range, which
+    flattens the maps of a model whose gradients are that small (a standardised input)."""
+    values = values - values.min()
+    top = values.max()
+    return (values / top if top > 0 else values).astype(np.float32)
 
 
 def _smoothgrad(model, score, x: np.ndarray) -> np.ndarray:
@@ -74,7 +82,7 @@ def _smoothgrad(model, score, x: np.ndarray) -> np.ndarray:
     sigma = 0.2 * (x.max() - x.min())
     noisy = (x + rng.normal(0.0, sigma, (SMOOTHGRAD_SAMPLES, *x.shape[1:]))).astype(np.float32)
     grads = Saliency(model)(score, noisy, keepdims=True, normalize_map=False)  # |gradient| of each copy
-    return normalize(np.max(np.mean(grads, axis=0), axis=-1)[None])
+    return np.max(np.mean(grads, axis=0), axis=-1)[None]
 
 
 @lru_cache(maxsize=len(COLORMAPS))
