@@ -77,6 +77,9 @@ for method, column in zip(methods, columns, strict=False):
             continue
         image = overlay(seen, saliency, opacity, colormap)
         st.image(image, caption=method, width="stretch")
+        if not saliency.any():
+            st.caption("Empty map: no region raises the pneumonia score at this layer, i.e. the model finds "
+                       "no evidence for pneumonia here. Try another layer or method.")
         if lesion is not None:
             score = pointing(saliency, lesion)
             st.caption(f"Lesion (known: synthetic): {score['share']:.1%} of the map lies on it, which covers "

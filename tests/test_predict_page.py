@@ -13,6 +13,7 @@ from pneumo.config import TrainConfig
 from pneumo.datasets import parse_spec
 from pneumo.inference import Predictor, load_file
 from pneumo.runs import Run, RunStore, write_json
+from pneumo.saliency import saliency
 from tests import films
 
 APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
@@ -49,9 +50,12 @@ def test_run_model_on_an_example_with_the_evaluate_threshold(run: Run, trained_c
     at = _page(thresholds={run.id: 0.3})
     assert not at.exception
     example = at.selectbox(key="pr_example")
+    images = cache.load(parse_spec("synthetic"), 64)
+    first = images.images[images.records.index[images.records["id"] == example.value][0]]
+    empty = not saliency(Predictor(load_file(trained_cnn)), first, "Grad-CAM").any()
+    assert empty == any(c.value.startswith("Empty map") for c in at.caption)  # an empty map is explained
     pneumonia = next(o for o in example.options if "PNEUMONIA" in o).split(" · ")[0]
     at = example.set_value(pneumonia).run()
-    images = cache.load(parse_spec("synthetic"), 64)
     i = images.records.index[images.records["id"] == pneumonia][0]
     expected = Predictor(load_file(trained_cnn)).probability(images.images[i])
     assert _probability(at) == pytest.approx(expected, abs=0.0006)
