@@ -21,7 +21,7 @@ class TrainConfig:
     """Every option of a run. Defaults are the recommended classroom settings."""
 
     dataset: str = "synthetic"
-    image_size: int = 128
+    image_size: int = 160
     val_fraction: float = 0.1
     model: str = "cnn"
     # Custom CNN: blocks of Conv2D + BatchNorm + ReLU + MaxPool, filters doubling each block.
@@ -34,7 +34,7 @@ class TrainConfig:
     unfreeze: int = 0  # top K base layers trained in phase 2; 0 skips phase 2
     l2: float = 1e-4
     # Optimisation.
-    epochs: int = 12  # phase 1 (the only phase for the CNN)
+    epochs: int = 8  # phase 1 (the only phase for the CNN)
     fine_tune_epochs: int = 5  # phase 2 (ResNet50 with unfreeze > 0)
     batch_size: int = 32
     learning_rate: float = 1e-3

@@ -15,11 +15,12 @@ from dataclasses import dataclass
 import streamlit as st
 
 from pneumo import cache, mnist, stats
+from pneumo.config import TrainConfig
 from pneumo.datasets import DatasetError, ImageSet, parse_spec
 from pneumo.paths import default_dataset_spec
 
 KINDS = ("Synthetic", "PneumoniaMNIST", "Folder")
-IMAGE_SIZES = (64, 128, 224)
+IMAGE_SIZES = (64, 128, 160, 224)
 
 
 @dataclass(frozen=True)
@@ -35,8 +36,8 @@ class DatasetChoice:
 def _initial_state() -> None:
     """Seed the picker from ``PNEUMO_DATA``; keys already in session state are kept."""
     spec = default_dataset_spec()
-    defaults = {"ds_kind": "Synthetic", "ds_folder": "", "ds_mnist_size": 128, "ds_npz": "", "ds_size": 128,
-                "ds_val_pct": 10}
+    defaults = {"ds_kind": "Synthetic", "ds_folder": "", "ds_mnist_size": 128, "ds_npz": "",
+                "ds_size": TrainConfig().image_size, "ds_val_pct": 10}
     if spec.lower().startswith("pneumoniamnist:"):
         size = spec.partition(":")[2]
         defaults.update(ds_kind="PneumoniaMNIST",
