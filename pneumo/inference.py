@@ -112,22 +112,21 @@ class Predictor:
         self.model, nested, paths = flatten(model)
         self.detected = _detect(self.model, nested)
         self.labels = paths  # layer name -> "sub-model/layer" for nested layers
-        self.preprocessing = preprocessing or self.detected.suggested_preprocessing
-        if self.preprocessing not in PREPROCESSING:
-            raise ValueError(f"preprocessing must be one of {', '.join(PREPROCESSING)}")
-        self.index = 0 if self.detected.outputs == 1 else pneumonia_index
-        self._to_probability = _probability_function(self.detected, self.index)
         self.lock = threading.Lock()  # Keras models are shared by every browser session
+        self._choose(preprocessing or self.detected.suggested_preprocessing, pneumonia_index)
 
     def configured(self, preprocessing: str, pneumonia_index: int = 1) -> Predictor:
         """The same model (and lock) with other user choices: what each browser session holds."""
+        other = copy.copy(self)
+        other._choose(preprocessing, pneumonia_index)
+        return other
+
+    def _choose(self, preprocessing: str, pneumonia_index: int) -> None:
         if preprocessing not in PREPROCESSING:
             raise ValueError(f"preprocessing must be one of {', '.join(PREPROCESSING)}")
-        other = copy.copy(self)
-        other.preprocessing = preprocessing
-        other.index = 0 if self.detected.outputs == 1 else pneumonia_index
-        other._to_probability = _probability_function(self.detected, other.index)
-        return other
+        self.preprocessing = preprocessing
+        self.index = 0 if self.detected.outputs == 1 else pneumonia_index
+        self._to_probability = _probability_function(self.detected, self.index)
 
     @property
     def size(self) -> tuple[int, int]:
