@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import logging
+import struct
 import warnings
 from dataclasses import dataclass, field
 from pathlib import PurePath
@@ -16,7 +17,7 @@ from pathlib import PurePath
 import numpy as np
 import pydicom
 from PIL import Image, ImageOps
-from pydicom.errors import InvalidDicomError
+from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
 from pneumo.imaging import ImageDecodeError, decode_reason, to_gray
@@ -109,6 +110,7 @@ def _read_dicom(data: bytes, notes: list[str]) -> np.ndarray:
 
 
 def _decode_dicom(data: bytes, notes: list[str]) -> np.ndarray:
+    """pydicom parses each element when it is first read, so every access to ``ds`` sits in the try."""
     try:
         ds = pydicom.dcmread(io.BytesIO(data))
         rows, cols = int(ds.get("Rows", 0)), int(ds.get("Columns", 0))
@@ -118,10 +120,28 @@ def _decode_dicom(data: bytes, notes: list[str]) -> np.ndarray:
         pixels = ds.pixel_array
     except ImageDecodeError:
         raise
-    except (InvalidDicomError, AttributeError, KeyError, IndexError) as exc:
+    except (InvalidDicomError, BytesLengthException, struct.error, AttributeError, KeyError, IndexError) as exc:
         raise ImageDecodeError(f"not a readable DICOM file ({decode_reason(exc)})") from exc
-    except (OSError, ValueError, TypeError, RuntimeError, NotImplementedError, EOFError) as exc:
+    except _PIXEL_ERRORS as exc:
         raise ImageDecodeError(f"the DICOM pixel data cannot be decoded ({decode_reason(exc)})") from exc
+    try:
+        pixels = _grey(ds, pixels, notes)
+    except (InvalidDicomError, BytesLengthException, struct.error, AttributeError, KeyError, IndexError,
+            *_PIXEL_ERRORS) as exc:
+        raise ImageDecodeError(f"the DICOM display settings cannot be applied ({decode_reason(exc)})") from exc
+    lo, hi = float(pixels.min()), float(pixels.max())
+    if not np.isfinite([lo, hi]).all():
+        raise ImageDecodeError("the DICOM pixel values are not finite numbers")
+    scaled = (pixels - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(pixels)
+    return np.round(scaled).astype(np.uint8)
+
+
+_PIXEL_ERRORS = (OSError, ValueError, TypeError, RuntimeError, NotImplementedError, EOFError, ArithmeticError)
+
+
+def _grey(ds: pydicom.Dataset, pixels: np.ndarray, notes: list[str]) -> np.ndarray:
+    """The stored values as a radiologist's viewer shows them: first frame, modality and VOI LUTs,
+    MONOCHROME1 turned so that dense is bright."""
     if int(ds.get("NumberOfFrames", 1) or 1) > 1:
         pixels = pixels[0]
         notes.append("multi-frame DICOM: first frame used")
@@ -140,11 +160,7 @@ def _decode_dicom(data: bytes, notes: list[str]) -> np.ndarray:
     if photometric == "MONOCHROME1":
         pixels = pixels.max() - pixels
         notes.append("MONOCHROME1 inverted (bright = dense)")
-    lo, hi = float(pixels.min()), float(pixels.max())
-    if not np.isfinite([lo, hi]).all():
-        raise ImageDecodeError("the DICOM pixel values are not finite numbers")
-    scaled = (pixels - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(pixels)
-    return np.round(scaled).astype(np.uint8)
+    return pixels
 
 
 def _check_size(width: int, height: int) -> None:

@@ -42,13 +42,15 @@ def cases(seed: int = 0) -> list[SyntheticCase]:
     out: list[SyntheticCase] = []
     patient_no = 0
     for split, (n, prevalence) in SPLITS.items():
-        while sum(c.split == split for c in out) < n:
+        drawn = 0
+        while drawn < n:
             patient_no += 1
             label = int(rng.random() < prevalence)
             subtype = ("virus" if rng.random() < VIRUS_SHARE else "bacteria") if label else "normal"
             films = 2 if rng.random() < FOLLOW_UP_SHARE else 1
-            for _ in range(min(films, n - sum(c.split == split for c in out))):
+            for _ in range(min(films, n - drawn)):
                 out.append(SyntheticCase(len(out), split, label, f"S{patient_no:05d}", subtype))
+                drawn += 1
     return out
 
 
@@ -100,13 +102,15 @@ def _band(distance: np.ndarray, half_width: float, soft: float) -> np.ndarray:
 
 
 def _ribs(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, edge: float) -> np.ndarray:
-    """Posterior ribs: bands curving down from the spine towards the sides."""
-    out = np.zeros_like(x)
+    """Posterior ribs: nine bands curving down from the spine towards the sides.
+
+    A band fades with distance, so the brightest band at a pixel is the nearest one: one
+    band per pixel is drawn, not nine.
+    """
     spacing = rng.uniform(0.12, 0.15)
-    for k in range(9):
-        curve = -0.8 + k * spacing + 0.6 * x**2
-        out = np.maximum(out, _band(np.abs(y - curve), 0.03, edge * 2))
-    return out
+    first = -0.8 + 0.6 * x**2
+    nearest = np.clip(np.round((y - first) / spacing), 0, 8)
+    return _band(np.abs(y - first - nearest * spacing), 0.03, edge * 2)
 
 
 def _opacities(x: np.ndarray, y: np.ndarray, lungs: np.ndarray, rng: np.random.Generator, viral: bool) -> np.ndarray:

@@ -80,6 +80,14 @@ def dicom(arr: np.ndarray, photometric: str = "MONOCHROME2", window: tuple[float
     return buffer.getvalue()
 
 
+def dicom_odd_columns() -> bytes:
+    """A DICOM whose Columns (an unsigned short) holds three bytes: pydicom fails only on reading it."""
+    data = dicom(gradient().astype(np.uint16))
+    tag = b"\x28\x00\x11\x00US\x02\x00"
+    at = data.index(tag) + len(tag)
+    return data[:at - 2] + b"\x03\x00" + data[at:at + 2] + b"\x00" + data[at + 2:]
+
+
 def good_files() -> dict[str, bytes]:
     """One readable file of each kind, by a name that says what it is."""
     ramp16 = (gradient().astype(np.uint16) * 16)

@@ -83,7 +83,7 @@ def test_stop_is_graceful_and_kill_is_detected_then_resume_completes(tiny_npz: P
     other = jobs.submit(_config(tiny_npz, epochs=1, name="other"), store)
     _finish(other, store)
     other_files = _fingerprint(other.path)
-    run = jobs.submit(_config(tiny_npz, epochs=12), store)
+    run = jobs.submit(_config(tiny_npz, epochs=6), store)
     _wait(lambda: len(run.batches()) >= 5, what="training to start")
     jobs.stop(run)
     _finish(run, store)
@@ -110,7 +110,7 @@ def test_stop_is_graceful_and_kill_is_detected_then_resume_completes(tiny_npz: P
     _finish(run, store)
     assert _state(run) == "finished", run.log_tail()
     history = run.history()
-    assert history["epoch"].tolist() == list(range(1, 13))  # each epoch once, to the planned number
+    assert history["epoch"].tolist() == list(range(1, 7))  # each epoch once, to the planned number
     before = pd.read_csv(io.BytesIO(history_before))
     pd.testing.assert_frame_equal(history.iloc[: len(before)][["epoch", "loss", "val_auc"]],
                                   before[["epoch", "loss", "val_auc"]], check_dtype=False)  # kept, not redone

@@ -64,7 +64,7 @@ def test_batchnorm_stays_frozen_and_in_inference_mode(resnet: keras.Model) -> No
     bns = [la for la in models.base_layers(resnet) if isinstance(la, keras.layers.BatchNormalization)]
     assert bns and not any(bn.trainable for bn in bns)
     before = [bn.moving_mean.numpy().copy() for bn in bns[:3]]
-    resnet.compile(optimizer="adam", loss="binary_crossentropy")
+    resnet.compile(optimizer="adam", loss="binary_crossentropy", run_eagerly=True)  # one step: tracing costs more
     resnet.fit(_images(8, 64), np.array([0, 1] * 4, "float32"), epochs=1, verbose=0)
     for bn, mean in zip(bns[:3], before, strict=True):
         np.testing.assert_array_equal(bn.moving_mean.numpy(), mean)

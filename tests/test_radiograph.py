@@ -70,7 +70,9 @@ def test_extension_is_not_trusted() -> None:
     (films.dicom(np.zeros((20, 20)), pixels=False), "holds no image"),
     (films.dicom(np.zeros((20, 20)))[:-100], "cannot be decoded"),
     (b"\0" * 128 + b"DICM" + b"\x02\x00" * 20, "DICOM"),
-], ids=["empty", "text", "cut-jpeg", "cut-png", "bomb", "too-wide", "dicom-no-pixels", "cut-dicom", "junk-dicom"])
+    (films.dicom_odd_columns(), "not a readable DICOM file"),
+], ids=["empty", "text", "cut-jpeg", "cut-png", "bomb", "too-wide", "dicom-no-pixels", "cut-dicom", "junk-dicom",
+        "odd-length-field"])
 def test_bad_files_are_refused_with_a_reason(data: bytes, reason: str) -> None:
     with pytest.raises(ImageDecodeError, match=reason):
         radiograph.read(data, "upload.png")
