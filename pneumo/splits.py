@@ -33,7 +33,7 @@ def assign_splits(records: pd.DataFrame, val_fraction: float = DEFAULT_VAL_FRACT
     pool = np.flatnonzero(split.isin(["train", "val"]).to_numpy())
     labels = records["label"].to_numpy()[pool]
     groups = records["patient"].to_numpy()[pool]
-    n_splits = min(round(1 / val_fraction), len(set(groups)), np.bincount(labels).max())
+    n_splits = min(round(1 / val_fraction), len(set(groups)), np.bincount(labels, minlength=2).max())
     if n_splits < 2:  # too few patients to carve anything: keep the official split
         return split
     folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)

@@ -53,6 +53,11 @@ def test_val_is_about_the_fraction_and_stratified() -> None:
     assert abs(records.loc[val, "label"].mean() - 0.7) < 0.05
 
 
+def test_a_set_with_only_test_images_keeps_its_split() -> None:
+    records = _records([0, 1, 2, 3], [0, 0, 1, 1], ["test"] * 4)
+    assert assign_splits(records, 0.1).tolist() == ["test"] * 4
+
+
 def test_zero_fraction_keeps_the_official_split() -> None:
     records = _records([1, 2, 3], [0, 1, 0], ["train", "val", "test"])
     assert assign_splits(records, 0).tolist() == ["train", "val", "test"]
