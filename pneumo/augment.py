@@ -3,14 +3,20 @@
 The layers sit at the front of the model, so the same pixels reach the network however it is
 fed (tf.data, arrays, the Predict page) and a saved model carries no augmentation at
 inference: Keras' random layers are the identity unless ``training=True``.
+
+Keras is imported only where layers are made: the settings here are read by every page and
+by ``python -m pneumo runs``, which should not wait for TensorFlow to load.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from typing import TYPE_CHECKING
 
-import keras
 import numpy as np
+
+if TYPE_CHECKING:
+    import keras
 
 # Magnitudes are Keras' own factors: rotation as a fraction of a full turn, zoom and shift as a
 # fraction of the image side, brightness as a fraction of the value range, contrast as a factor.
@@ -75,6 +81,8 @@ def preset_name(augmentation: Augmentation) -> str:
 
 def augmentation_layers(augmentation: Augmentation, seed: int) -> list[keras.layers.Layer]:
     """The preprocessing layers for the chosen transforms, in a fixed order, each seeded."""
+    import keras
+
     a = augmentation
     candidates = [
         (a.flip, lambda s: keras.layers.RandomFlip("horizontal", seed=s, name="aug_flip")),
@@ -93,6 +101,8 @@ def augmentation_layers(augmentation: Augmentation, seed: int) -> list[keras.lay
 
 def preview(image: np.ndarray, augmentation: Augmentation, count: int = 8, seed: int = 0) -> np.ndarray:
     """``count`` augmented copies of one uint8 image, exactly as training would draw them."""
+    import keras
+
     batch = np.repeat(np.asarray(image, np.float32)[None, ..., None], count, axis=0)
     for layer in augmentation_layers(augmentation, seed):
         batch = layer(batch, training=True)
