@@ -1,0 +1,115 @@
+"""Bench: how long a teacher waits for each page of a freshly started app, in a real browser.
+
+    python bench/app_start.py [REPEATS]
+
+Each repeat starts a new ``streamlit run`` server (as after a reboot) and opens the app in
+headless Chromium: seconds from the request to the Dataset page's charts, then to each other
+page after a click, until the script has finished. The synthetic set is decoded into the cache
+beforehand (its one-off first scan is timed separately), so the figures are page costs, not
+drawing. Baseline, same run: a one-line Streamlit app on a fresh server, which is what
+Streamlit and the browser cost before any of pneumo's work. Medians of REPEATS (default 3).
+Needs Chromium at /usr/bin/chromium.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from playwright.sync_api import Page, sync_playwright  # noqa: E402
+
+from pneumo import cache  # noqa: E402
+from pneumo.config import TrainConfig  # noqa: E402
+from pneumo.datasets import parse_spec  # noqa: E402
+
+PAGES = {"Train": "Start training", "Evaluate": "No run has predictions yet", "Predict": "No run has a saved model yet"}
+
+
+@contextmanager
+def server(script: Path, env: dict[str, str]) -> Iterator[str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
+         "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.25)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def settled(page: Page, text: str) -> float:
+    """Seconds until ``text`` shows and the script has stopped running."""
+    start = time.perf_counter()
+    page.get_by_text(text).first.wait_for(timeout=300_000)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=300_000)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    repeats = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+    work = Path(tempfile.mkdtemp(prefix="pneumo-app-start-"))
+    env = {**os.environ, "PNEUMO_CACHE": str(work / "cache"), "PNEUMO_RUNS": str(work / "runs")}
+    env.pop("PNEUMO_DATA", None)
+    os.environ.update(PNEUMO_CACHE=env["PNEUMO_CACHE"])
+    start = time.perf_counter()
+    cache.load(parse_spec("synthetic"), TrainConfig().image_size)
+    first_scan = time.perf_counter() - start
+    hello = work / "hello.py"
+    hello.write_text('import streamlit as st\n\nst.title("hello")\n')
+
+    figures: dict[str, list[float]] = {}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        for _ in range(repeats):
+            with server(hello, env) as url:
+                page = browser.new_page()
+                start = time.perf_counter()
+                page.goto(url)
+                figures.setdefault("baseline: one-line app", []).append(time.perf_counter() - start
+                                                                         + settled(page, "hello"))
+                page.close()
+            with server(ROOT / "streamlit_app.py", env) as url:
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                start = time.perf_counter()
+                page.goto(url)
+                figures.setdefault("Dataset (first page)", []).append(
+                    time.perf_counter() - start + settled(page, "Images per split and class"))
+                for name, text in PAGES.items():
+                    start = time.perf_counter()
+                    page.get_by_role("link", name=name).click()
+                    figures.setdefault(f"then {name}", []).append(time.perf_counter() - start + settled(page, text))
+                page.close()
+        browser.close()
+
+    base = statistics.median(figures["baseline: one-line app"])
+    print(f"synthetic set drawn and cached once at {TrainConfig().image_size} px: {first_scan:.1f} s")
+    print(f"{'fresh server, page':<28}{'median s':>10}{'ratio':>8}   (median of {repeats})")
+    for name, values in figures.items():
+        print(f"{name:<28}{statistics.median(values):>10.2f}{statistics.median(values) / base:>8.1f}")
+
+
+if __name__ == "__main__":
+    main()
