@@ -52,8 +52,8 @@ with right:
 
 st.subheader("Saliency")
 c1, c2, c3, c4 = st.columns([3, 1, 1, 2])
-methods = c1.multiselect("Methods (several are shown side by side)", METHODS, default=["Grad-CAM"], key="pr_methods",
-                         help=" ".join(f"**{m}**: {HELP[m]}" for m in METHODS))
+methods = c1.pills("Methods (several are shown side by side)", METHODS, selection_mode="multi", default=["Grad-CAM"],
+                   key="pr_methods", help=" ".join(f"**{m}**: {HELP[m]}" for m in METHODS))
 opacity = c2.slider("Opacity", 0.0, 1.0, 0.5, 0.05, key="pr_opacity")
 colormap = c3.selectbox("Colours", COLORMAPS, key="pr_colormap")
 detected = predictor.detected

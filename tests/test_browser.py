@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect, sync_playwright
 
 from pneumo import radiograph
 from pneumo.inference import Predictor, load_file
@@ -73,8 +74,6 @@ def app_url(server: tuple[str, Path]) -> str:
 
 @pytest.fixture(scope="module")
 def browser(app_url: str):
-    from playwright.sync_api import sync_playwright
-
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=[
@@ -104,10 +103,10 @@ def test_dataset_page_renders_statistics(browser_page, app_url: str) -> None:
     assert page.get_by_text("Synthetic data").count() >= 1
     assert page.locator(".js-plotly-plot").count() >= 1
     page.screenshot(path=str(SHOTS / "dataset-balance.png"))
-    for tab, expect in (("Images", "Mean image per class"), ("Leakage", "No identical image"),
-                        ("Gallery", "matching images")):
+    for tab, text in (("Images", "Mean image per class"), ("Leakage", "No identical image"),
+                      ("Gallery", "matching images")):
         page.get_by_role("tab", name=tab).click()
-        _settle(page, expect)
+        _settle(page, text)
         page.screenshot(path=str(SHOTS / f"dataset-{tab.lower()}.png"))
     assert page.locator('[data-testid="stImage"]').count() >= 6
 
@@ -201,7 +200,8 @@ def test_full_journey(browser_page, app_url: str) -> None:
     _settle(page, "Download overlay (PNG)")
     assert page.get_by_text("upload.jpg", exact=False).count() >= 1
     overlay = page.locator('[data-testid="stImage"]').filter(has_text="Grad-CAM")
-    assert overlay.count() == 1 and overlay.locator("img").evaluate("img => img.naturalWidth") == 64
+    assert overlay.count() == 1
+    expect(overlay.locator("img")).to_have_js_property("naturalWidth", 64)  # waits while the new image loads
     _shot(page, "09-predict-upload")
 
 

@@ -64,7 +64,7 @@ def test_run_model_on_an_example_with_the_evaluate_threshold(run: Run, trained_c
                for m in at.markdown)
     assert any("of the map lies on it" in c.value for c in at.caption)  # the lesion is known: scored
     assert "Grad-CAM" in [img.caption for img in _images(at)]
-    at.multiselect(key="pr_methods").set_value(["Grad-CAM", "SmoothGrad"]).run()
+    at.button_group(key="pr_methods").set_value(["Grad-CAM", "SmoothGrad"]).run()
     assert not at.exception and {"Grad-CAM", "SmoothGrad"} <= {img.caption for img in _images(at)}
 
 
