@@ -51,17 +51,18 @@ with right:
         st.caption(f"Read: {note}.")
 
 st.subheader("Saliency")
-c1, c2, c3, c4 = st.columns([3, 1, 1, 2])
-methods = c1.pills("Methods (several are shown side by side)", METHODS, selection_mode="multi", default=["Grad-CAM"],
-                   key="pr_methods", help=" ".join(f"**{m}**: {HELP[m]}" for m in METHODS))
-opacity = c2.slider("Opacity", 0.0, 1.0, 0.5, 0.05, key="pr_opacity")
-colormap = c3.selectbox("Colours", COLORMAPS, key="pr_colormap")
+methods = st.pills("Methods (several are shown side by side)", METHODS, selection_mode="multi",
+                   default=["Grad-CAM"], key="pr_methods", help=" ".join(f"**{m}**: {HELP[m]}" for m in METHODS))
+opacity_column, colour_column, layer_column = st.columns([2, 1, 3])
+opacity = opacity_column.slider("Opacity", 0.0, 1.0, 0.5, 0.05, key="pr_opacity")
+colormap = colour_column.selectbox("Colours", COLORMAPS, key="pr_colormap")
 detected = predictor.detected
 auto = f"auto: {predictor.label(detected.default_target)}"
-layer = c4.selectbox("Target layer (CAM methods)", [auto, *reversed(detected.targets)], key="pr_layer",
-                     format_func=lambda name: name if name == auto else predictor.label(name),
-                     help="The feature maps Grad-CAM, Grad-CAM++ and ScoreCAM explain. Auto takes the last one "
-                          "before global pooling: the finest map the decision still depends on.")
+layer = layer_column.selectbox(
+    "Target layer (CAM methods)", [auto, *reversed(detected.targets)], key="pr_layer",
+    format_func=lambda name: name if name == auto else predictor.label(name),
+    help="The feature maps Grad-CAM, Grad-CAM++ and ScoreCAM explain. Auto takes the last one "
+         "before global pooling: the finest map the decision still depends on.")
 target = detected.default_target if layer == auto else layer
 if not methods:
     st.info("Pick one or more saliency methods.")
