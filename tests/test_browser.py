@@ -6,6 +6,7 @@ Screenshots land in ``artifacts/screenshots/`` for a person to look at.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -163,6 +164,7 @@ def test_full_journey(browser_page, app_url: str) -> None:
     first_curve = page.locator(".js-plotly-plot").first.text_content()
     _shot(page, "03-watch-running")
     page.get_by_text("finished on", exact=False).first.wait_for(timeout=240_000)
+    expect(page.get_by_role("combobox", name="Run", exact=True)).to_have_value(re.compile(r"· finished$"))
     assert page.get_by_text("Epoch 3 of 3", exact=False).count() >= 1 and "Epoch 3 of 3" not in first
     assert page.locator(".js-plotly-plot").first.text_content() != first_curve, "the curves must update"
     assert page.locator(".js-plotly-plot").count() >= 5

@@ -186,10 +186,12 @@ def watch() -> None:
         st.info("No runs yet: start one in *New run*, or from the command line (`python -m pneumo train`).")
         return
     ids = [r.id for r in runs]
-    if st.session_state.get("watch_run") not in ids:
-        st.session_state["watch_run"] = ids[0]
+    chosen = st.session_state.get("watch_run")
     names = {r.id: f"{r.name} · {r.status()['state']}" for r in runs}
-    run_id = st.selectbox("Run", ids, key="watch_run", format_func=names.get)
+    # No widget key: a keyed selectbox keeps showing its first labels, and these change (running ->
+    # finished). The choice lives in session state instead, so a new label keeps the same run.
+    run_id = st.selectbox("Run", ids, index=ids.index(chosen) if chosen in ids else 0, format_func=names.get)
+    st.session_state["watch_run"] = run_id
     run = store.get(run_id)
     synthetic_banner(spec=run.config().dataset)
     _live(run)
