@@ -99,10 +99,12 @@ def batch_loss(batches: pd.DataFrame, smoothed: np.ndarray) -> go.Figure:
 
 
 def learning_rate(batches: pd.DataFrame) -> go.Figure:
+    """On a log axis, as rates are chosen by powers of ten; a linear axis drew a constant 1e-3 as 0."""
     rates = batches["learning_rate"]
-    spread = float(rates.max() / rates.min()) if len(rates) and rates.min() > 0 else 1.0
-    fig = px.line(batches, x="step", y="learning_rate", title="Learning rate", log_y=spread > 10)
-    return fig.update_layout(xaxis_title="batch (step)", yaxis_title="learning rate", **_LAYOUT)
+    fig = px.line(batches, x="step", y="learning_rate", title="Learning rate",
+                  log_y=bool(len(rates) and rates.min() > 0))
+    return fig.update_layout(xaxis_title="batch (step)", yaxis_title="learning rate", yaxis_exponentformat="e",
+                             **_LAYOUT)
 
 
 def compare_runs(histories: dict[str, pd.DataFrame], column: str) -> go.Figure:
