@@ -85,6 +85,20 @@ def current_choice() -> DatasetChoice:
     return st.session_state["dataset_choice"]
 
 
+def run_picker(label: str, names: dict[str, str], state_key: str) -> str:
+    """A selectbox of run ids shown by ``names``, whose labels may change while it is on screen.
+
+    A keyed selectbox keeps showing the labels it was first drawn with (a run stays "running"
+    after it finished, a renamed run keeps its old name), so this one has no key: the choice is
+    kept in session state under ``state_key`` and survives the new labels.
+    """
+    ids = list(names)
+    chosen = st.session_state.get(state_key)
+    run_id = st.selectbox(label, ids, index=ids.index(chosen) if chosen in ids else 0, format_func=names.get)
+    st.session_state[state_key] = run_id
+    return run_id
+
+
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _cached_set(spec: str, size: int, fingerprint: str) -> ImageSet:
     return cache.load(parse_spec(spec), size)

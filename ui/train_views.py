@@ -11,7 +11,7 @@ from pneumo.augment import HELP, PRESETS, Augmentation, preview
 from pneumo.config import IMAGE_SIZES, RESNET50_BASE_LAYERS, TrainConfig
 from pneumo.datasets import ImageSet
 from pneumo.runs import Run, RunStore
-from ui.common import DatasetChoice, synthetic_banner
+from ui.common import DatasetChoice, run_picker, synthetic_banner
 
 POLL_SECONDS = 2.0
 
@@ -185,13 +185,7 @@ def watch() -> None:
     if not runs:
         st.info("No runs yet: start one in *New run*, or from the command line (`python -m pneumo train`).")
         return
-    ids = [r.id for r in runs]
-    chosen = st.session_state.get("watch_run")
-    names = {r.id: f"{r.name} · {r.status()['state']}" for r in runs}
-    # No widget key: a keyed selectbox keeps showing its first labels, and these change (running ->
-    # finished). The choice lives in session state instead, so a new label keeps the same run.
-    run_id = st.selectbox("Run", ids, index=ids.index(chosen) if chosen in ids else 0, format_func=names.get)
-    st.session_state["watch_run"] = run_id
+    run_id = run_picker("Run", {r.id: f"{r.name} · {r.status()['state']}" for r in runs}, "watch_run")
     run = store.get(run_id)
     synthetic_banner(spec=run.config().dataset)
     _live(run)
@@ -283,8 +277,7 @@ def runs_table() -> None:
         c2.plotly_chart(charts.compare_runs(histories, "val_loss"), width="stretch")
 
     st.subheader("Manage a run")
-    target = st.selectbox("Run", [r.id for r in runs], format_func=lambda i: names.get(i, f"{i} (damaged)"),
-                          key="manage_run")
+    target = run_picker("Run", {r.id: names.get(r.id, f"{r.id} (damaged)") for r in runs}, "manage_run")
     run = store.get(target)
     c1, c2, c3 = st.columns(3)
     if run.damage is None:
