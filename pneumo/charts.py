@@ -115,7 +115,8 @@ def compare_runs(histories: dict[str, pd.DataFrame], column: str) -> go.Figure:
             fig.add_scatter(x=history["epoch"], y=history[column], name=name, mode="lines+markers")
     label = column.replace("val_", "validation ").replace("auc", "AUC")
     fig.update_layout(title=f"{label} per epoch", xaxis_title="epoch", yaxis_title=label, **_LAYOUT)
-    return fig
+    longest = max((len(h) for h in histories.values()), default=0)
+    return fig.update_xaxes(dtick=1 if longest <= 20 else None)  # as epoch_curves: no epoch 1.5
 
 
 def unfreeze_diagram(blocks: pd.DataFrame) -> go.Figure:

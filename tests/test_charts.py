@@ -9,3 +9,8 @@ def test_a_constant_learning_rate_is_drawn_on_a_log_axis() -> None:
     assert steady.layout.yaxis.type == "log"
     empty = charts.learning_rate(pd.DataFrame({"step": [], "learning_rate": []}))
     assert empty.layout.yaxis.type != "log"
+
+
+def test_compared_runs_tick_whole_epochs() -> None:
+    history = pd.DataFrame({"epoch": [1, 2, 3], "val_auc": [0.8, 0.85, 0.9]})
+    assert charts.compare_runs({"a": history, "b": history}, "val_auc").layout.xaxis.dtick == 1
