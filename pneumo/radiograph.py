@@ -120,14 +120,13 @@ def _decode_dicom(data: bytes, notes: list[str]) -> np.ndarray:
         pixels = ds.pixel_array
     except ImageDecodeError:
         raise
-    except (InvalidDicomError, BytesLengthException, struct.error, AttributeError, KeyError, IndexError) as exc:
+    except _FORMAT_ERRORS as exc:
         raise ImageDecodeError(f"not a readable DICOM file ({decode_reason(exc)})") from exc
     except _PIXEL_ERRORS as exc:
         raise ImageDecodeError(f"the DICOM pixel data cannot be decoded ({decode_reason(exc)})") from exc
     try:
         pixels = _grey(ds, pixels, notes)
-    except (InvalidDicomError, BytesLengthException, struct.error, AttributeError, KeyError, IndexError,
-            *_PIXEL_ERRORS) as exc:
+    except (*_FORMAT_ERRORS, *_PIXEL_ERRORS) as exc:
         raise ImageDecodeError(f"the DICOM display settings cannot be applied ({decode_reason(exc)})") from exc
     lo, hi = float(pixels.min()), float(pixels.max())
     if not np.isfinite([lo, hi]).all():
@@ -136,6 +135,7 @@ def _decode_dicom(data: bytes, notes: list[str]) -> np.ndarray:
     return np.round(scaled).astype(np.uint8)
 
 
+_FORMAT_ERRORS = (InvalidDicomError, BytesLengthException, struct.error, AttributeError, KeyError, IndexError)
 _PIXEL_ERRORS = (OSError, ValueError, TypeError, RuntimeError, NotImplementedError, EOFError, ArithmeticError)
 
 
