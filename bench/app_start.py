@@ -14,57 +14,28 @@ Needs Chromium at /usr/bin/chromium.
 from __future__ import annotations
 
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from playwright.sync_api import Page, sync_playwright  # noqa: E402
+from playwright.sync_api import Page, sync_playwright
 
-from pneumo import cache  # noqa: E402
-from pneumo.config import TrainConfig  # noqa: E402
-from pneumo.datasets import parse_spec  # noqa: E402
+from pneumo import cache
+from pneumo.config import TrainConfig
+from pneumo.datasets import parse_spec
+from tests.appserver import ROOT, streamlit_server, wait_until_drawn
 
 PAGES = {"Train": "Start training", "Evaluate": "No run has predictions yet", "Predict": "No run has a saved model yet"}
-
-
-@contextmanager
-def server(script: Path, env: dict[str, str]) -> Iterator[str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
-         "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(240):
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1):
-                    break
-            except OSError:
-                time.sleep(0.25)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def settled(page: Page, text: str) -> float:
     """Seconds until ``text`` shows and the script has stopped running."""
     start = time.perf_counter()
-    page.get_by_text(text).first.wait_for(timeout=300_000)
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=300_000)
+    wait_until_drawn(page, text, timeout_ms=300_000)
     return time.perf_counter() - start
 
 
@@ -84,14 +55,14 @@ def main() -> None:
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
         for _ in range(repeats):
-            with server(hello, env) as url:
+            with streamlit_server(hello, env) as url:
                 page = browser.new_page()
                 start = time.perf_counter()
                 page.goto(url)
                 figures.setdefault("baseline: one-line app", []).append(time.perf_counter() - start
                                                                          + settled(page, "hello"))
                 page.close()
-            with server(ROOT / "streamlit_app.py", env) as url:
+            with streamlit_server(ROOT / "streamlit_app.py", env) as url:
                 page = browser.new_page(viewport={"width": 1400, "height": 1000})
                 start = time.perf_counter()
                 page.goto(url)

@@ -7,11 +7,7 @@ from __future__ import annotations
 
 import os
 import re
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,9 +18,9 @@ from pneumo import radiograph
 from pneumo.inference import Predictor, load_file
 from pneumo.runs import RunStore
 from tests import films
+from tests.appserver import ROOT, streamlit_server, wait_until_drawn
 
 CHROMIUM = "/usr/bin/chromium"
-ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "artifacts" / "screenshots"
 
 pytestmark = [
@@ -33,39 +29,14 @@ pytestmark = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """``streamlit run`` on a free port with its own cache and run store: (url, run store folder)."""
-    port = _free_port()
     work = tmp_path_factory.mktemp("browser")
     env = {**os.environ, "PNEUMO_CACHE": str(work / "cache"), "PNEUMO_RUNS": str(work / "runs")}
     env.pop("PNEUMO_DATA", None)
-    with open(work / "server.log", "wb") as log:  # a file, not a pipe nobody reads: it would fill and block
-        server = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
-             "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(120):
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("streamlit did not start")
+    with open(work / "server.log", "wb") as log, streamlit_server(ROOT / "streamlit_app.py", env, log) as url:
         yield url, work / "runs"
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
 
 
 @pytest.fixture(scope="module")
@@ -90,10 +61,8 @@ def browser_page(browser):
 
 
 def _settle(page, text: str) -> None:
-    """Wait for ``text`` on screen and for the script to finish running."""
-    page.get_by_text(text).first.wait_for(timeout=120_000)
-    page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000)
+    """Wait for ``text`` on screen and for the script to finish running; no exception shown."""
+    wait_until_drawn(page, text)
     assert page.locator('[data-testid="stException"]').count() == 0, page.inner_text("body")[:2000]
 
 
