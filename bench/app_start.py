@@ -24,9 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from playwright.sync_api import Page, sync_playwright
 
-from pneumo import cache
-from pneumo.config import TrainConfig
-from pneumo.datasets import parse_spec
+from pneumo.data import cache
+from pneumo.data.sources import parse_spec
+from pneumo.training.config import TrainConfig
 from tests.appserver import ROOT, streamlit_server, wait_until_drawn
 
 PAGES = {"Train": "Start training", "Evaluate": "No run has predictions yet", "Predict": "No run has a saved model yet"}

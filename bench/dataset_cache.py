@@ -20,8 +20,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pneumo import cache
-from pneumo.datasets import FolderSource
+from pneumo.data import cache
+from pneumo.data.sources import FolderSource
 
 DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "chest_xray"
 

@@ -22,7 +22,8 @@ from sklearn import metrics as sk
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pneumo import charts, metrics
+from pneumo import charts
+from pneumo.evaluation import metrics
 
 
 def threshold_free(labels: np.ndarray, probs: np.ndarray) -> tuple:

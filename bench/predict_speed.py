@@ -22,10 +22,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 
-from pneumo import models
-from pneumo.config import TrainConfig
-from pneumo.inference import Predictor
-from pneumo.saliency import METHODS, saliency
+from pneumo.explain.predictor import Predictor
+from pneumo.explain.saliency import METHODS, saliency
+from pneumo.training import models
+from pneumo.training.config import TrainConfig
 
 GOALS = {"cnn": 1.0, "resnet50": 3.0}
 

@@ -30,12 +30,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 
-from pneumo import jobs, models, radiograph
-from pneumo.augment import PRESETS
-from pneumo.config import TrainConfig
-from pneumo.imaging import ImageDecodeError
-from pneumo.inference import Predictor
-from pneumo.runs import RunStore
+from pneumo.data import radiograph
+from pneumo.data.imaging import ImageDecodeError
+from pneumo.explain.predictor import Predictor
+from pneumo.runs import jobs
+from pneumo.runs.store import RunStore
+from pneumo.training import models
+from pneumo.training.augment import PRESETS
+from pneumo.training.config import TrainConfig
 from tests import films
 
 TINY = TrainConfig(dataset="synthetic", image_size=64, cnn_filters=8, cnn_blocks=3, epochs=3, early_stopping=0,

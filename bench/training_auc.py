@@ -21,7 +21,7 @@ from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pneumo.runs import RunStore
+from pneumo.runs.store import RunStore
 
 DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "chest_xray"
 ROOT = Path(__file__).resolve().parents[1]

@@ -27,10 +27,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from pneumo import cache, models, pipeline
-from pneumo.augment import PRESETS
-from pneumo.config import TrainConfig
-from pneumo.datasets import FolderSource
+from pneumo.data import cache
+from pneumo.data.sources import FolderSource
+from pneumo.training import models, pipeline
+from pneumo.training.augment import PRESETS
+from pneumo.training.config import TrainConfig
 
 DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "chest_xray"
 WARMUP = 8

@@ -3,8 +3,9 @@
 import numpy as np
 import streamlit as st
 
-from pneumo import charts, splits, stats
-from pneumo.datasets import CLASSES, SPLITS
+from pneumo import charts
+from pneumo.data import splits, stats
+from pneumo.data.sources import CLASSES, SPLITS
 from ui.common import current_choice, image_statistics, load_dataset, synthetic_banner
 
 GALLERY_SIZE = 24

@@ -4,8 +4,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from pneumo import charts, metrics
-from pneumo.runs import RunStore
+from pneumo import charts
+from pneumo.evaluation import metrics
+from pneumo.runs.store import RunStore
 from ui.common import run_images, synthetic_banner
 
 st.title("Evaluate")

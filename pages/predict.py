@@ -4,7 +4,7 @@ import numpy as np
 import streamlit as st
 
 from pneumo import device
-from pneumo.saliency import COLORMAPS, HELP, METHODS, outline, overlay, png_bytes, pointing
+from pneumo.explain.saliency import COLORMAPS, HELP, METHODS, outline, overlay, png_bytes, pointing
 from ui.common import synthetic_banner
 from ui.predict_views import choose_film, choose_model, saliency_map
 

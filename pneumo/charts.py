@@ -7,7 +7,7 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
-from pneumo.datasets import CLASSES
+from pneumo.data.sources import CLASSES
 
 CLASS_COLORS = {"NORMAL": "#1f77b4", "PNEUMONIA": "#ff7f0e"}
 _LAYOUT = dict(margin=dict(l=10, r=10, t=40, b=10), legend_title_text="")

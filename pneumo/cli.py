@@ -17,9 +17,9 @@ import time
 from dataclasses import fields
 from pathlib import Path
 
-from pneumo.augment import PRESETS, Augmentation
-from pneumo.config import MODELS, TrainConfig
-from pneumo.runs import RunStore
+from pneumo.runs.store import RunStore
+from pneumo.training.augment import PRESETS, Augmentation
+from pneumo.training.config import MODELS, TrainConfig
 
 _HELP = {
     "dataset": "synthetic, synthetic:SEED, pneumoniamnist:SIZE, a .npz file or a Kaggle-layout folder",
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "worker":
         _worker(args.run_dir)
     else:
-        from pneumo import jobs
+        from pneumo.runs import jobs
 
         run = RunStore().get(args.run)
         (jobs.stop if args.command == "stop" else jobs.resume)(run)
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _train(config: TrainConfig, queue: bool) -> int:
-    from pneumo import jobs
+    from pneumo.runs import jobs
 
     problems = config.problems()
     if problems:
@@ -101,7 +101,7 @@ def _train(config: TrainConfig, queue: bool) -> int:
         run = jobs.submit(config)
         print(f"queued {run.id} in {run.path.parent}")
         return 0
-    from pneumo.training import run_training
+    from pneumo.training.engine import run_training
 
     run = RunStore().create(config)
     print(f"run {run.id} in {run.path}", flush=True)
@@ -111,9 +111,9 @@ def _train(config: TrainConfig, queue: bool) -> int:
 
 
 def _worker(run_dir: Path) -> None:
-    from pneumo import jobs
-    from pneumo.runs import Run
-    from pneumo.training import run_training
+    from pneumo.runs import jobs
+    from pneumo.runs.store import Run
+    from pneumo.training.engine import run_training
 
     run = Run(run_dir.resolve())
     run_training(run, verbose=2)
@@ -121,7 +121,7 @@ def _worker(run_dir: Path) -> None:
 
 
 def _list_runs() -> None:
-    from pneumo import jobs
+    from pneumo.runs import jobs
 
     store = RunStore()
     if store.root.is_dir():

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
 REAL_CHEST_XRAY = SHARED_DATA / "chest_xray"
 
 
@@ -48,7 +49,7 @@ def make_tree(root: Path, layout: dict[str, dict[str, list[str]]]) -> Path:
 @pytest.fixture(scope="session")
 def tiny_npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small learnable data set in the MedMNIST npz format: synthetic films at 64 px."""
-    from pneumo import synthetic
+    from pneumo.data import synthetic
 
     cases = synthetic.cases(0)
     path = tmp_path_factory.mktemp("tiny") / "tiny.npz"
@@ -67,9 +68,10 @@ def trained_cnn(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small CNN really trained on synthetic films at 64 px, saved as .keras: what Predict explains."""
     import keras
 
-    from pneumo import models, synthetic
-    from pneumo.augment import PRESETS
-    from pneumo.config import TrainConfig
+    from pneumo.data import synthetic
+    from pneumo.training import models
+    from pneumo.training.augment import PRESETS
+    from pneumo.training.config import TrainConfig
 
     keras.utils.set_random_seed(0)
     cases = [c for c in synthetic.cases(0) if c.split == "train"][:900]
@@ -86,7 +88,7 @@ def trained_cnn(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def synthetic_test_films() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Synthetic test films at 64 px: images, labels, lesion masks."""
-    from pneumo import synthetic
+    from pneumo.data import synthetic
 
     cases = [c for c in synthetic.cases(0) if c.split == "test"][:160]
     drawn = [synthetic.draw(c, 64) for c in cases]

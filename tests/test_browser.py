@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from pneumo import radiograph
-from pneumo.inference import Predictor, load_file
-from pneumo.runs import RunStore
+from pneumo.data import radiograph
+from pneumo.explain.predictor import Predictor, load_file
+from pneumo.runs.store import RunStore
 from tests import films
 from tests.appserver import ROOT, streamlit_server, wait_until_drawn
 

@@ -5,9 +5,8 @@ import sys
 from pathlib import Path
 
 from pneumo.cli import config_from_args, main
-from pneumo.runs import RunStore
-
-ROOT = Path(__file__).resolve().parents[1]
+from pneumo.runs.store import RunStore
+from tests.conftest import ROOT
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:

@@ -17,16 +17,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from streamlit.testing.v1 import AppTest
 
-from pneumo import cache, radiograph
-from pneumo.config import TrainConfig
-from pneumo.datasets import FolderSource
-from pneumo.imaging import ImageDecodeError
-from pneumo.inference import Predictor, load_file
-from pneumo.runs import Run, RunStore, append_row, write_json
+from pneumo.data import cache, radiograph
+from pneumo.data.imaging import ImageDecodeError
+from pneumo.data.sources import FolderSource
+from pneumo.explain.predictor import Predictor, load_file
+from pneumo.runs.store import Run, RunStore, append_row, write_json
+from pneumo.training.config import TrainConfig
 from tests import films
-from tests.conftest import image_bytes, make_tree
+from tests.conftest import ROOT, image_bytes, make_tree
 
-APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
+APP = str(ROOT / "streamlit_app.py")
 SEEDS = {**films.good_files(), "window.dcm": films.dicom(films.gradient().astype(np.uint16) * 16, window=(2000, 800))}
 
 
@@ -210,7 +210,7 @@ def test_data_folder_faults_are_skipped_and_listed(tmp_path: Path) -> None:
 
 def test_concurrent_predictions_on_a_shared_model_stay_separate(trained_cnn: Path, synthetic_test_films) -> None:
     """Browser sessions share one cached Predictor; each must get the answer for its own film."""
-    from pneumo.saliency import saliency
+    from pneumo.explain.saliency import saliency
 
     shared = Predictor(load_file(trained_cnn))
     images = synthetic_test_films[0][:8]

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from pneumo import cache, mnist, stats
-from pneumo.config import TrainConfig
-from pneumo.datasets import DatasetError, ImageSet, parse_spec
+from pneumo.data import cache, mnist, stats
+from pneumo.data.sources import DatasetError, ImageSet, parse_spec
 from pneumo.paths import default_dataset_spec
+from pneumo.training.config import TrainConfig
 
 KINDS = ("Synthetic", "PneumoniaMNIST", "Folder")
 IMAGE_SIZES = (64, 128, 160, 224)

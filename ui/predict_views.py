@@ -13,12 +13,12 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from pneumo import radiograph
-from pneumo.datasets import ImageSet
-from pneumo.imaging import ImageDecodeError
-from pneumo.inference import PREPROCESSING, ModelLoadError, Predictor, load_bytes, load_file
-from pneumo.runs import Run, RunStore
-from pneumo.saliency import saliency
+from pneumo.data import radiograph
+from pneumo.data.imaging import ImageDecodeError
+from pneumo.data.sources import ImageSet
+from pneumo.explain.predictor import PREPROCESSING, ModelLoadError, Predictor, load_bytes, load_file
+from pneumo.explain.saliency import saliency
+from pneumo.runs.store import Run, RunStore
 from ui.common import current_choice, load_dataset, run_images
 
 EXAMPLES_PER_CLASS = 4

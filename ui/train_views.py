@@ -6,11 +6,12 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from pneumo import charts, jobs, monitoring
-from pneumo.augment import HELP, PRESETS, Augmentation, preview
-from pneumo.config import IMAGE_SIZES, RESNET50_BASE_LAYERS, TrainConfig
-from pneumo.datasets import ImageSet
-from pneumo.runs import Run, RunStore
+from pneumo import charts
+from pneumo.data.sources import ImageSet
+from pneumo.runs import jobs, monitoring
+from pneumo.runs.store import Run, RunStore
+from pneumo.training.augment import HELP, PRESETS, Augmentation, preview
+from pneumo.training.config import IMAGE_SIZES, RESNET50_BASE_LAYERS, TrainConfig
 from ui.common import DatasetChoice, run_picker, synthetic_banner
 
 POLL_SECONDS = 2.0
@@ -25,13 +26,13 @@ def _device() -> str:
 
 @st.cache_resource(show_spinner="Building ResNet50 to count its layers…")
 def _resnet_skeleton():
-    from pneumo import models
+    from pneumo.training import models
 
     return models.build(TrainConfig(model="resnet50", weights="none", image_size=64))
 
 
 def _imagenet_status() -> tuple[bool, str]:
-    from pneumo import models
+    from pneumo.training import models
 
     path = models.imagenet_weights_path()
     if path.exists():
@@ -114,7 +115,7 @@ def _resnet_options() -> dict:
                   help="0 trains only the new head. The original study unfroze 100. BatchNorm layers always "
                        "stay frozen.")
     values["unfreeze"] = k
-    from pneumo import models
+    from pneumo.training import models
 
     blocks = models.trainable_blocks(_resnet_skeleton(), k)
     st.plotly_chart(charts.unfreeze_diagram(blocks), width="stretch")

@@ -1,0 +1,96 @@
+"""Decode a data set once, keep the arrays on disk, reload them in a blink.
+
+Keyed by the source's fingerprint (its file list with sizes and mtimes, the image size and
+resize mode), so a changed folder is rebuilt and an unchanged one never is. Entries are
+written to a temporary folder and renamed into place, so a killed build leaves no half
+entry behind.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pneumo.data.imaging import ResizeMode
+from pneumo.data.sources import ImageSet, Progress, Source
+from pneumo.paths import cache_dir
+
+FORMAT = 1
+
+
+def entry_dir(source: Source, size: int, mode: ResizeMode = ResizeMode.SQUASH) -> Path:
+    return cache_dir() / "images" / f"v{FORMAT}-{source.fingerprint(size, mode)}-{size}"
+
+
+def is_cached(source: Source, size: int, mode: ResizeMode = ResizeMode.SQUASH) -> bool:
+    return (entry_dir(source, size, mode) / "meta.json").exists()
+
+
+def load(source: Source, size: int, mode: ResizeMode = ResizeMode.SQUASH, progress: Progress | None = None) -> ImageSet:
+    """The decoded data set, from the cache when it is there, else built and cached."""
+    folder = entry_dir(source, size, mode)
+    if (folder / "meta.json").exists():
+        try:
+            return _read(folder, folder.name)
+        except (OSError, ValueError, KeyError):
+            shutil.rmtree(folder, ignore_errors=True)  # a damaged entry is rebuilt, not trusted
+    image_set = source.build(size, mode, progress)
+    image_set.key = folder.name
+    _write(folder, image_set)
+    return image_set
+
+
+def _write(folder: Path, image_set: ImageSet) -> None:
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".building-"))
+    try:
+        np.save(tmp / "images.npy", image_set.images)
+        if image_set.masks is not None:
+            np.save(tmp / "masks.npy", image_set.masks)
+        image_set.records.to_csv(tmp / "records.csv", index=False)
+        meta = {
+            "name": image_set.name,
+            "synthetic": image_set.synthetic,
+            "skipped": image_set.skipped,
+            "ignored": image_set.ignored,
+            "missing_splits": image_set.missing_splits,
+            "empty_folders": image_set.empty_folders,
+            "has_patients": image_set.has_patients,
+        }
+        (tmp / "meta.json").write_text(json.dumps(meta))
+        try:
+            tmp.rename(folder)
+        except OSError:  # another process finished the same entry first: keep theirs
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _read(folder: Path, key: str) -> ImageSet:
+    meta = json.loads((folder / "meta.json").read_text())
+    records = pd.read_csv(folder / "records.csv", dtype={"id": str, "patient": str, "subtype": str, "digest": str},
+                          keep_default_na=False)
+    images = np.load(folder / "images.npy", mmap_mode="r")
+    masks_file = folder / "masks.npy"
+    masks = np.load(masks_file, mmap_mode="r") if masks_file.exists() else None
+    if len(images) != len(records):
+        raise ValueError("cache entry is inconsistent")
+    return ImageSet(
+        name=meta["name"],
+        synthetic=meta["synthetic"],
+        records=records,
+        images=images,
+        masks=masks,
+        skipped=[tuple(s) for s in meta["skipped"]],
+        ignored=meta["ignored"],
+        missing_splits=meta["missing_splits"],
+        empty_folders=meta.get("empty_folders", []),
+        has_patients=meta["has_patients"],
+        key=key,
+    )

@@ -1,0 +1,172 @@
+"""Reading one uploaded X-ray (JPEG, PNG or DICOM) into a grayscale array, or a clear refusal.
+
+The Predict page and the upload fuzzer both come through ``read``, so every malformed file
+meets the same checks. The bytes stay in memory: nothing is written to disk, let alone to a
+path built from the upload's name.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import struct
+import warnings
+from dataclasses import dataclass, field
+from pathlib import PurePath
+
+import numpy as np
+import pydicom
+from PIL import Image, ImageOps
+from pydicom.errors import BytesLengthException, InvalidDicomError
+from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+from pneumo.data.imaging import ImageDecodeError, decode_reason, to_gray
+
+logging.getLogger("pydicom").setLevel(logging.ERROR)  # its warnings are warnings too: see _read_dicom
+
+MAX_BYTES = 50 * 1024 * 1024  # as .streamlit/config.toml's maxUploadSize
+MAX_PIXELS = Image.MAX_IMAGE_PIXELS  # one place: imaging's decompression-bomb limit
+MAX_SIDE = 16_384
+EXTENSIONS = (".jpg", ".jpeg", ".png", ".dcm", ".dicom")
+
+_SIGNATURES = {b"\xff\xd8\xff": "JPEG", b"\x89PNG\r\n\x1a\n": "PNG"}
+_EXPECTED = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".dcm": "DICOM", ".dicom": "DICOM"}
+
+
+@dataclass
+class Radiograph:
+    """A decoded film: uint8 grayscale pixels at full size, and what was done to get them."""
+
+    pixels: np.ndarray  # (H, W) uint8
+    kind: str  # JPEG, PNG or DICOM
+    notes: list[str] = field(default_factory=list)
+
+
+def read(data: bytes, name: str = "") -> Radiograph:
+    """Decode an upload by its content (not its name); ImageDecodeError says why it cannot be."""
+    if not data:
+        raise ImageDecodeError("the file is empty (0 bytes)")
+    if len(data) > MAX_BYTES:
+        raise ImageDecodeError(f"the file is {len(data) / 2**20:.0f} MB; the limit is {MAX_BYTES // 2**20} MB")
+    kind = sniff(data)
+    if kind is None:
+        raise ImageDecodeError("not a JPEG, PNG or DICOM file (its content matches none of them)")
+    notes = []
+    suffix = PurePath(name).suffix.lower()
+    if name and _EXPECTED.get(suffix) != kind:
+        notes.append(f"named {suffix or 'without an extension'} but the content is {kind}: read as {kind}")
+    image = _read_dicom(data, notes) if kind == "DICOM" else _read_pil(data, notes)
+    return Radiograph(image, kind, notes)
+
+
+def sniff(data: bytes) -> str | None:
+    """The format the bytes say they are: JPEG, PNG, DICOM or None."""
+    for signature, kind in _SIGNATURES.items():
+        if data.startswith(signature):
+            return kind
+    if data[128:132] == b"DICM":
+        return "DICOM"
+    return None
+
+
+def _read_pil(data: bytes, notes: list[str]) -> np.ndarray:
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            _check_size(*img.size)
+            if img.mode not in ("L", "RGB"):
+                notes.append(_MODE_NOTES.get(img.mode, f"{img.mode} pixels converted to grey"))
+            oriented = ImageOps.exif_transpose(img)
+            if oriented.size != img.size or _has_rotation(img):
+                notes.append("EXIF orientation applied")
+            return np.asarray(to_gray(oriented), dtype=np.uint8)
+    except Image.DecompressionBombError as exc:
+        raise ImageDecodeError(f"image too large to decode safely ({exc})") from exc
+    except ImageDecodeError:
+        raise
+    except (OSError, SyntaxError, ValueError, TypeError, Image.UnidentifiedImageError) as exc:
+        raise ImageDecodeError(decode_reason(exc)) from exc
+
+
+_MODE_NOTES = {
+    "I;16": "16-bit grey scaled to 8 bits (its own minimum to maximum)",
+    "I;16B": "16-bit grey scaled to 8 bits (its own minimum to maximum)",
+    "I": "32-bit grey scaled to 8 bits (its own minimum to maximum)",
+    "RGBA": "transparency flattened onto black, colour converted to grey",
+    "LA": "transparency flattened onto black",
+    "P": "palette colours converted to grey",
+    "PA": "palette colours converted to grey",
+}
+
+
+def _has_rotation(img: Image.Image) -> bool:
+    return img.getexif().get(0x0112, 1) != 1
+
+
+def _read_dicom(data: bytes, notes: list[str]) -> np.ndarray:
+    """pydicom warns about every oddity it forgives; what matters reaches the user as notes or errors."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _decode_dicom(data, notes)
+
+
+def _decode_dicom(data: bytes, notes: list[str]) -> np.ndarray:
+    """pydicom parses each element when it is first read, so every access to ``ds`` sits in the try."""
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data))
+        rows, cols = int(ds.get("Rows", 0)), int(ds.get("Columns", 0))
+        if not rows or not cols or not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+            raise ImageDecodeError("the DICOM file holds no image (no pixel data)")
+        _check_size(cols, rows)
+        pixels = ds.pixel_array
+    except ImageDecodeError:
+        raise
+    except _FORMAT_ERRORS as exc:
+        raise ImageDecodeError(f"not a readable DICOM file ({decode_reason(exc)})") from exc
+    except _PIXEL_ERRORS as exc:
+        raise ImageDecodeError(f"the DICOM pixel data cannot be decoded ({decode_reason(exc)})") from exc
+    try:
+        pixels = _grey(ds, pixels, notes)
+    except (*_FORMAT_ERRORS, *_PIXEL_ERRORS) as exc:
+        raise ImageDecodeError(f"the DICOM display settings cannot be applied ({decode_reason(exc)})") from exc
+    lo, hi = float(pixels.min()), float(pixels.max())
+    if not np.isfinite([lo, hi]).all():
+        raise ImageDecodeError("the DICOM pixel values are not finite numbers")
+    scaled = (pixels - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(pixels)
+    return np.round(scaled).astype(np.uint8)
+
+
+_FORMAT_ERRORS = (InvalidDicomError, BytesLengthException, struct.error, AttributeError, KeyError, IndexError)
+_PIXEL_ERRORS = (OSError, ValueError, TypeError, RuntimeError, NotImplementedError, EOFError, ArithmeticError)
+
+
+def _grey(ds: pydicom.Dataset, pixels: np.ndarray, notes: list[str]) -> np.ndarray:
+    """The stored values as a radiologist's viewer shows them: first frame, modality and VOI LUTs,
+    MONOCHROME1 turned so that dense is bright."""
+    if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+        pixels = pixels[0]
+        notes.append("multi-frame DICOM: first frame used")
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
+    if pixels.ndim == 3:
+        pixels = pixels[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+        notes.append(f"{photometric} colour converted to grey")
+    else:
+        pixels = apply_modality_lut(pixels, ds)
+        if "RescaleSlope" in ds or "ModalityLUTSequence" in ds:
+            notes.append("modality rescale applied")
+        if "WindowCenter" in ds or "VOILUTSequence" in ds:
+            pixels = apply_voi_lut(pixels, ds)
+            notes.append("VOI LUT / window applied")
+    pixels = np.asarray(pixels, dtype=np.float64)
+    if photometric == "MONOCHROME1":
+        pixels = pixels.max() - pixels
+        notes.append("MONOCHROME1 inverted (bright = dense)")
+    return pixels
+
+
+def _check_size(width: int, height: int) -> None:
+    if width < 1 or height < 1:
+        raise ImageDecodeError(f"the image declares an empty size ({width} x {height})")
+    if max(width, height) > MAX_SIDE or width * height > MAX_PIXELS:
+        raise ImageDecodeError(f"the image declares {width:,} x {height:,} pixels; the limit is "
+                               f"{MAX_PIXELS:,} pixels and {MAX_SIDE:,} a side (a decompression bomb?)")
+

@@ -1,0 +1,74 @@
+"""Statistics of a decoded data set, as plain tables and arrays for the Dataset page."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.utils.class_weight import compute_class_weight
+
+from pneumo.data.sources import CLASSES, SPLITS, ImageSet
+
+_IMAGES_PER_CLASS = 400  # images sampled per class for histograms: plenty for a smooth curve
+
+
+def class_counts(records: pd.DataFrame, split: pd.Series) -> pd.DataFrame:
+    """Images per split x class, with the pneumonia : normal ratio and the share of pneumonia."""
+    table = pd.crosstab(split, records["cls"]).reindex(index=list(SPLITS), columns=list(CLASSES), fill_value=0)
+    table = table[table.sum(axis=1) > 0]
+    table["total"] = table[list(CLASSES)].sum(axis=1)
+    normal = table["NORMAL"].replace(0, np.nan)
+    table["pneumonia : normal"] = (table["PNEUMONIA"] / normal).round(2)
+    table["% pneumonia"] = (100 * table["PNEUMONIA"] / table["total"]).round(1)
+    table.index.name = "split"
+    return table
+
+
+def class_weights(labels: np.ndarray) -> dict[str, float]:
+    """Keras ``class_weight`` that balances the classes ('balanced' as in scikit-learn)."""
+    present = np.unique(labels)
+    if len(present) < 2:
+        return {}
+    weights = compute_class_weight("balanced", classes=present, y=labels)
+    return {CLASSES[int(c)]: round(float(w), 3) for c, w in zip(present, weights, strict=True)}
+
+
+def patient_counts(records: pd.DataFrame, split: pd.Series) -> pd.DataFrame:
+    """Distinct patients per split x class."""
+    table = records.assign(split=split).pivot_table(index="split", columns="cls", values="patient",
+                                                    aggfunc="nunique", fill_value=0)
+    return table.reindex(index=[s for s in SPLITS if s in table.index], columns=list(CLASSES), fill_value=0)
+
+
+def subtype_counts(records: pd.DataFrame, split: pd.Series) -> pd.DataFrame:
+    """Bacterial vs viral (vs unknown) pneumonia images per split."""
+    pneumonia = records["label"] == 1
+    table = pd.crosstab(split[pneumonia], records.loc[pneumonia, "subtype"])
+    return table.reindex(index=[s for s in SPLITS if s in table.index])
+
+
+def intensity_histograms(image_set: ImageSet, seed: int = 0) -> dict[str, np.ndarray]:
+    """Share of pixels at each grey level 0..255, per class (a sample of images per class)."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for label, cls in enumerate(CLASSES):
+        idx = np.flatnonzero(image_set.records["label"].to_numpy() == label)
+        if len(idx) == 0:
+            continue
+        idx = np.sort(rng.choice(idx, min(len(idx), _IMAGES_PER_CLASS), replace=False))
+        counts = np.bincount(np.asarray(image_set.images[idx]).reshape(-1), minlength=256)
+        out[cls] = counts / counts.sum()
+    return out
+
+
+def mean_images(image_set: ImageSet) -> dict[str, np.ndarray]:
+    """The average image of each class, as float arrays 0..255."""
+    labels = image_set.records["label"].to_numpy()
+    out = {}
+    for label, cls in enumerate(CLASSES):
+        idx = np.flatnonzero(labels == label)
+        if len(idx):
+            total = np.zeros(image_set.images.shape[1:], np.float64)
+            for start in range(0, len(idx), 512):  # chunks keep memory flat on big sets
+                total += np.asarray(image_set.images[idx[start:start + 512]], np.float64).sum(axis=0)
+            out[cls] = total / len(idx)
+    return out

@@ -1,0 +1,223 @@
+"""The run store: one folder per training run, under ``models/`` (``PNEUMO_RUNS``).
+
+A run folder holds everything the pages need and everything needed to reproduce it:
+
+    config.json       the TrainConfig
+    status.json       state, pid, device, timestamps, progress, error text
+    environment.json  versions, device and platform the run trained on
+    history.csv       one row per epoch (train and val metrics, learning rate, phase)
+    batches.csv       one row per training batch (loss, learning rate)
+    log.txt           the training process's output
+    best.keras        the best model so far (val AUC); last.keras when a run is stopped
+    backup/           Keras BackupAndRestore checkpoint, for resuming a killed run
+    tensorboard/      TensorBoard logs
+    predictions.csv   split,id,label,prob,patient for every val and test image
+
+JSON files are replaced atomically (temp file + rename); CSV rows are appended one whole
+line per write, and readers ignore a half-written last line. Writers are single (the
+training process); readers are many (every browser session).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import secrets
+import shutil
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from pneumo.paths import runs_dir
+from pneumo.training.config import TrainConfig
+
+STATES = ("queued", "running", "finished", "failed", "stopped")
+ACTIVE = ("queued", "running")
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Replace ``path`` atomically: a reader sees the old file or the new one, never half."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=1, default=str)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def append_row(path: Path, row: dict, columns: list[str]) -> None:
+    """Append one CSV line (header first if the file is new), in a single write."""
+    new = not path.exists() or path.stat().st_size == 0
+    line = ",".join(_cell(row.get(c)) for c in columns) + "\n"
+    with open(path, "a") as f:
+        f.write((",".join(columns) + "\n" if new else "") + line)
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value)
+    return str(value).replace(",", ";").replace("\n", " ")
+
+
+def read_csv(path: Path) -> pd.DataFrame:
+    """A CSV that may be being appended to: a last line without its newline is ignored."""
+    try:
+        text = path.read_text()
+    except (FileNotFoundError, UnicodeDecodeError):
+        return pd.DataFrame()
+    if not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]
+    if not text.strip():
+        return pd.DataFrame()
+    try:
+        # index_col=False: a damaged line with extra fields must be skipped, not turned into an index
+        return pd.read_csv(io.StringIO(text), on_bad_lines="skip", index_col=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError):
+        return pd.DataFrame()
+
+
+def _numeric(frame: pd.DataFrame, required: list[str], text: list[str] | None = None) -> pd.DataFrame:
+    """A table as the pages expect it, or an empty one: the required columns present, every other
+    column numeric, rows that are not (a damaged line) dropped."""
+    if not set(required) <= set(frame.columns):
+        return pd.DataFrame()
+    numbers = [c for c in frame.columns if c not in (text or [])]
+    frame = frame.assign(**{c: pd.to_numeric(frame[c], errors="coerce") for c in numbers})
+    return frame.dropna(subset=[c for c in required if c in numbers]).reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run folder. Every read tolerates a folder that is being written or is damaged."""
+
+    path: Path
+
+    @property
+    def id(self) -> str:
+        return self.path.name
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def config(self) -> TrainConfig:
+        return TrainConfig.from_dict(json.loads(self.file("config.json").read_text()))
+
+    def status(self) -> dict:
+        return json.loads(self.file("status.json").read_text())
+
+    def update_status(self, **changes: object) -> dict:
+        status = {**self.status(), **changes, "updated": time.time()}
+        write_json(self.file("status.json"), status)
+        return status
+
+    @property
+    def damage(self) -> str | None:
+        """Why this folder cannot be used as a run, or None when it can."""
+        for name in ("config.json", "status.json"):
+            try:
+                data = json.loads(self.file(name).read_text())
+            except FileNotFoundError:
+                return f"{name} is missing"
+            except (OSError, ValueError) as exc:
+                return f"{name} is unreadable ({exc})"
+            if not isinstance(data, dict):
+                return f"{name} does not hold an object"
+        try:
+            self.config()
+        except (TypeError, ValueError) as exc:
+            return f"config.json is not a valid configuration ({exc})"
+        if self.status().get("state") not in STATES:
+            return "status.json has no valid state"
+        return None
+
+    @property
+    def model_problem(self) -> str | None:
+        """Why this run's model cannot be used (its predictions and history still can), or None.
+
+        A cheap check, for listing runs: a .keras file is a zip archive.
+        """
+        for name in ("best.keras", "last.keras"):
+            if self.file(name).exists() and not zipfile.is_zipfile(self.file(name)):
+                return f"{name} is corrupt (not a Keras archive)"
+        if self.status().get("state") == "finished" and self.model_file() is None:
+            return "finished, but its model file (best.keras) is missing"
+        return None
+
+    def rename(self, name: str) -> None:
+        write_json(self.file("config.json"), self.config().with_(name=name).to_dict())
+
+    @property
+    def name(self) -> str:
+        try:
+            return self.config().name or self.id
+        except (OSError, ValueError, TypeError):
+            return self.id
+
+    def history(self) -> pd.DataFrame:
+        return _numeric(read_csv(self.file("history.csv")), required=["epoch"])
+
+    def batches(self) -> pd.DataFrame:
+        return _numeric(read_csv(self.file("batches.csv")), required=["step"])
+
+    def predictions(self) -> pd.DataFrame:
+        return _numeric(read_csv(self.file("predictions.csv")), required=["split", "id", "label", "prob"],
+                        text=["split", "id", "patient"])
+
+    def model_file(self) -> Path | None:
+        """The model to use: the best one, else the one saved when the run stopped."""
+        for name in ("best.keras", "last.keras"):
+            if self.file(name).is_file():
+                return self.file(name)
+        return None
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            with open(self.file("log.txt"), "rb") as f:
+                f.seek(max(0, f.seek(0, os.SEEK_END) - 64_000))
+                text = f.read().decode(errors="replace")
+        except FileNotFoundError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+class RunStore:
+    """All runs under one folder."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = root or runs_dir()
+
+    def create(self, config: TrainConfig) -> Run:
+        """A new queued run folder for a config that has already been validated."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        run = Run(self.root / f"{stamp}-{config.model}-{secrets.token_hex(2)}")
+        tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=".new-"))
+        write_json(tmp / "config.json", config.to_dict())
+        write_json(tmp / "status.json", {"state": "queued", "created": time.time(), "updated": time.time()})
+        tmp.rename(run.path)  # the run appears whole, or not at all
+        return run
+
+    def runs(self) -> list[Run]:
+        """Every run folder, newest first (damaged ones included: check ``Run.damage``)."""
+        if not self.root.is_dir():
+            return []
+        folders = [p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+        return [Run(p) for p in sorted(folders, key=lambda p: p.name, reverse=True)]
+
+    def get(self, run_id: str) -> Run:
+        path = self.root / run_id
+        if run_id in ("", ".", "..") or "/" in run_id or not path.is_dir():
+            raise KeyError(f"no run {run_id!r} in {self.root}")
+        return Run(path)
+
+    def delete(self, run: Run) -> None:
+        shutil.rmtree(run.path)

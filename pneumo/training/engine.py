@@ -1,0 +1,203 @@
+"""The training engine: runs one run folder from its config to a model and predictions.
+
+Called in a process of its own (``python -m pneumo worker RUN``, started by ``pneumo.jobs``)
+or in the foreground by ``python -m pneumo train``. Everything it produces goes into the
+run folder (see ``pneumo.runs``); the UI only reads those files.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import shutil
+import sys
+import time
+import traceback
+
+import keras
+import numpy as np
+import pandas as pd
+import sklearn
+import tensorflow as tf
+
+from pneumo import device
+from pneumo.data import cache, splits, stats
+from pneumo.data.sources import DatasetError, ImageSet, parse_spec
+from pneumo.runs.store import Run, write_json
+from pneumo.training import models, pipeline
+from pneumo.training.callbacks import RunMonitor, TriangularCyclicLR
+from pneumo.training.config import TrainConfig
+
+METRICS = ("accuracy", "auc", "precision", "recall")
+
+
+class TrainingError(RuntimeError):
+    """A run that cannot go on, with a reason meant for the user."""
+
+
+def run_training(run: Run, verbose: int = 2) -> str:
+    """Train ``run`` (resuming from its checkpoint if it has one); return its final state."""
+    config = run.config()
+    dev = device.describe()
+    run.update_status(state="running", pid=os.getpid(), device=dev, started=time.time(), error=None, ended=None)
+    try:
+        state, note = _train(run, config, dev, verbose)
+    except (TrainingError, models.WeightsUnavailable, DatasetError) as exc:
+        state, note = "failed", str(exc)
+    except Exception as exc:  # noqa: BLE001 - any crash must end as a failed run with its reason
+        traceback.print_exc()
+        state, note = "failed", f"{type(exc).__name__}: {exc}"
+    run.update_status(state=state, error=note if state == "failed" else None, note=note, ended=time.time())
+    print(f"run {run.id}: {state}" + (f" ({note})" if note else ""), flush=True)
+    return state
+
+
+def _train(run: Run, config: TrainConfig, dev: str, verbose: int) -> tuple[str, str | None]:
+    problems = config.problems()
+    if problems:
+        raise TrainingError("invalid configuration: " + "; ".join(problems))
+    image_set = cache.load(parse_spec(config.dataset), config.image_size)
+    split = splits.assign_splits(image_set.records, config.val_fraction, config.seed).to_numpy()
+    data = {name: _subset(image_set, split == name) for name in ("train", "val", "test")}
+    _check_data(data)
+
+    keras.utils.set_random_seed(config.seed)
+    policy = device.set_precision(config.mixed_precision)
+    _write_environment(run, dev, policy)
+    weights = _class_weights(data["train"][1]) if config.class_weights else None
+    train_ds = pipeline.batches(*data["train"], config.batch_size, shuffle=True, seed=config.seed)
+    val_ds = pipeline.batches(*data["val"], config.batch_size, shuffle=False)
+    steps = math.ceil(len(data["train"][1]) / config.batch_size)
+
+    with device.strategy().scope():
+        model = models.build(config)
+        status = run.status()
+        phase_one_done = status.get("phase1_done") and run.file("phase1.weights.h5").exists()
+        if phase_one_done:
+            model.load_weights(run.file("phase1.weights.h5"))
+        else:
+            _compile(model, config.learning_rate)
+            reason = _fit(run, model, config, train_ds, val_ds, steps, weights, 1, (0, config.epochs), verbose)
+            if reason:
+                return _end_early(run, model, image_set, split, reason)
+            model.save_weights(run.file("phase1.weights.h5"))
+            # Phase 2 goes on from the last epoch phase 1 ran (early stopping may have cut it short).
+            status = run.update_status(phase1_done=True, phase2_start=len(run.history()))
+        if config.two_phase:
+            start = int(status.get("phase2_start", config.epochs))
+            models.set_unfrozen(model, config.unfreeze)
+            _compile(model, config.fine_tune_learning_rate)
+            reason = _fit(run, model, config, train_ds, val_ds, steps, weights, 2,
+                          (start, start + config.fine_tune_epochs), verbose)
+            if reason:
+                return _end_early(run, model, image_set, split, reason)
+    _write_predictions(run, model, image_set, split)
+    _remove_checkpoints(run)
+    return "finished", _early_stop_note(run, config)
+
+
+def _subset(image_set: ImageSet, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return np.asarray(image_set.images[mask]), image_set.records["label"].to_numpy()[mask]
+
+
+def _check_data(data: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    if len(np.unique(data["train"][1])) < 2:
+        raise TrainingError("the train split needs images of both classes")
+    if len(data["val"][1]) == 0:
+        raise TrainingError("the validation split is empty: carve one from train (a share above 0 %)")
+
+
+def _class_weights(labels: np.ndarray) -> dict[int, float]:
+    by_name = stats.class_weights(labels)
+    return {0: by_name["NORMAL"], 1: by_name["PNEUMONIA"]}
+
+
+def _compile(model: keras.Model, learning_rate: float) -> None:
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss="binary_crossentropy",
+        metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc"),
+                 keras.metrics.Precision(name="precision"), keras.metrics.Recall(name="recall")],
+    )
+
+
+def _fit(run: Run, model: keras.Model, config: TrainConfig, train_ds, val_ds, steps: int,
+         class_weight: dict | None, phase: int, epochs: tuple[int, int], verbose: int) -> str | None:
+    """One phase of training, epochs [first, last); returns why it ended early (stop, NaN), or None."""
+    first, last = epochs
+    expected_total = last if phase == 2 else last + (config.fine_tune_epochs if config.two_phase else 0)
+    monitor = RunMonitor(run, phase, steps, expected_total)
+    history = run.history()
+    best_so_far = float(history["val_auc"].max()) if "val_auc" in history and len(history) else None
+    callbacks: list[keras.callbacks.Callback] = [
+        keras.callbacks.BackupAndRestore(str(run.file(f"backup/phase{phase}")), double_checkpoint=True,
+                                         delete_checkpoint=False),
+        keras.callbacks.TerminateOnNaN(),
+        keras.callbacks.ModelCheckpoint(str(run.file("best.keras")), monitor="val_auc", mode="max",
+                                        save_best_only=True, initial_value_threshold=best_so_far),
+        keras.callbacks.TensorBoard(str(run.file("tensorboard")), profile_batch=0),
+    ]
+    if config.early_stopping:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=config.early_stopping,
+                                                       restore_best_weights=config.restore_best, verbose=1))
+    if config.cyclical_lr:
+        callbacks.append(TriangularCyclicLR(config.clr_min, config.clr_max, config.clr_step))
+    elif config.reduce_lr:
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=config.reduce_lr,
+                                                           min_lr=1e-7, verbose=1))
+    callbacks.append(monitor)  # last: it logs the learning rate after the schedulers have set it
+    model.fit(train_ds, validation_data=val_ds, epochs=last, initial_epoch=first, class_weight=class_weight,
+              shuffle=False, callbacks=callbacks, verbose=verbose)
+    return monitor.stop_reason
+
+
+def _end_early(run: Run, model: keras.Model, image_set: ImageSet, split: np.ndarray, reason: str
+               ) -> tuple[str, str]:
+    if reason == "stopped by the user":
+        model.save(run.file("last.keras"))
+        run.file("stop").unlink(missing_ok=True)
+        _write_predictions(run, model, image_set, split)
+        return "stopped", "stopped by the user; the model so far is saved and the run can be resumed"
+    return "failed", reason
+
+
+def _early_stop_note(run: Run, config: TrainConfig) -> str | None:
+    done = len(run.history())
+    if done < config.total_epochs:
+        return f"early stopping: {done} of {config.total_epochs} epochs ran (val AUC stopped improving)"
+    return None
+
+
+def _write_predictions(run: Run, model: keras.Model, image_set: ImageSet, split: np.ndarray) -> None:
+    """predictions.csv for val and test, from the best saved model (else the current one)."""
+    best = run.file("best.keras")
+    scorer = keras.saving.load_model(best, safe_mode=True) if best.exists() else model
+    records = image_set.records
+    frames = []
+    for name in ("val", "test"):
+        mask = split == name
+        if not mask.any():
+            continue
+        images = np.asarray(image_set.images[mask], dtype=np.float32)[..., None]
+        probs = scorer.predict(images, batch_size=64, verbose=0).reshape(-1)
+        frames.append(pd.DataFrame({"split": name, "id": records["id"][mask].to_numpy(),
+                                    "label": records["label"][mask].to_numpy(), "prob": probs,
+                                    "patient": records["patient"][mask].to_numpy()}))
+    tmp = run.file("predictions.csv.tmp")
+    pd.concat(frames).to_csv(tmp, index=False)
+    tmp.replace(run.file("predictions.csv"))
+
+
+def _remove_checkpoints(run: Run) -> None:
+    shutil.rmtree(run.file("backup"), ignore_errors=True)
+    run.file("phase1.weights.h5").unlink(missing_ok=True)
+
+
+def _write_environment(run: Run, dev: str, policy: str) -> None:
+    """What a reproduction needs beyond config.json: versions, device, platform."""
+    write_json(run.file("environment.json"), {
+        "python": sys.version.split()[0], "tensorflow": tf.__version__, "keras": keras.__version__,
+        "numpy": np.__version__, "scikit-learn": sklearn.__version__, "platform": platform.platform(),
+        "device": dev, "precision_policy": policy,
+    })

@@ -1,0 +1,47 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pneumo.data import cache
+from pneumo.data.imaging import decode_gray
+from pneumo.data.sources import FolderSource
+from tests.conftest import image_bytes, make_tree
+
+LAYOUT = {"train": {"NORMAL": ["IM-0001-0001.jpeg", "IM-0002-0001.jpeg"], "PNEUMONIA": ["person1_virus_1.png"]},
+          "test": {"NORMAL": ["IM-0003-0001.jpeg"], "PNEUMONIA": ["person2_bacteria_2.jpeg"]}}
+
+
+def test_cache_equals_a_fresh_decode(tmp_path: Path) -> None:
+    root = make_tree(tmp_path / "d", LAYOUT)
+    source = FolderSource(root)
+    built = cache.load(source, 24)
+    warm = cache.load(source, 24)
+    assert warm.key == built.key
+    for i, rel in enumerate(warm.records["id"]):
+        np.testing.assert_array_equal(warm.images[i], decode_gray((root / rel).read_bytes(), 24))
+    assert warm.records.equals(built.records)
+
+
+def test_warm_load_does_not_decode_and_changes_rebuild(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = make_tree(tmp_path / "d", LAYOUT)
+    source = FolderSource(root)
+    cache.load(source, 24)
+    calls = []
+    original = FolderSource.build
+    monkeypatch.setattr(FolderSource, "build", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    cache.load(source, 24)
+    assert calls == []
+    (root / "train" / "NORMAL" / "IM-0009-0001.jpeg").write_bytes(image_bytes(value=3))
+    assert len(cache.load(source, 24).records) == 6 and calls == [1]
+    cache.load(source, 32)  # another size is another entry
+    assert calls == [1, 1]
+
+
+def test_damaged_entry_is_rebuilt(tmp_path: Path) -> None:
+    source = FolderSource(make_tree(tmp_path / "d", LAYOUT))
+    cache.load(source, 24)
+    entry = cache.entry_dir(source, 24)
+    (entry / "images.npy").write_bytes(b"broken")
+    assert cache.load(source, 24).images.shape == (5, 24, 24)
+    assert not list(entry.parent.glob(".building-*"))

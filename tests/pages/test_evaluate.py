@@ -1,0 +1,69 @@
+"""AppTest of the Evaluate page on run folders with stored predictions."""
+
+
+import numpy as np
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from pneumo.runs.store import Run, RunStore, write_json
+from pneumo.training.config import TrainConfig
+from tests.conftest import ROOT
+
+APP = str(ROOT / "streamlit_app.py")
+
+
+def _run_with_predictions(name: str, noise: float, seed: int) -> Run:
+    """A finished run whose predictions.csv is given: the page must not care how it was made."""
+    run = RunStore().create(TrainConfig(name=name, dataset="/not/here"))
+    write_json(run.file("status.json"), {**run.status(), "state": "finished"})
+    rng = np.random.default_rng(seed)
+    frames = []
+    for split, n in (("val", 200), ("test", 300)):
+        labels = (np.arange(n) % 8 < 5).astype(int)
+        probs = np.clip(0.3 + 0.4 * labels + rng.normal(0, noise, n), 0, 1)
+        frames.append(pd.DataFrame({"split": split, "id": [f"{split}/{i}" for i in range(n)], "label": labels,
+                                    "prob": probs, "patient": [f"p{i}" for i in range(n)]}))
+    pd.concat(frames).to_csv(run.file("predictions.csv"), index=False)
+    return run
+
+
+def _page() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["ds_size"] = 64
+    at.run()
+    return at.switch_page("pages/evaluate.py").run()
+
+
+def test_no_runs_says_what_to_do() -> None:
+    at = _page()
+    assert not at.exception and "No run has predictions yet" in at.info[0].value
+
+
+def test_threshold_moves_the_confusion_matrix_and_is_remembered() -> None:
+    run = _run_with_predictions("good", 0.15, 0)
+    at = _page()
+    assert not at.exception
+    first = at.dataframe[0].value.set_index("metric")
+    at.slider(key=f"ev_thr_{run.id}").set_value(0.8).run()
+    second = at.dataframe[0].value.set_index("metric")
+    assert second.loc["sensitivity", "value"] < first.loc["sensitivity", "value"]
+    assert second.loc["specificity", "value"] >= first.loc["specificity", "value"]
+    assert first.loc["AUC", "value"] == second.loc["AUC", "value"]
+    assert at.session_state["thresholds"][run.id] == pytest.approx(0.8)
+    assert "The run's data set is not available here" in at.info[0].value
+
+
+def test_strategy_chosen_on_validation_and_runs_compared() -> None:
+    good = _run_with_predictions("good", 0.1, 0)
+    worse = _run_with_predictions("worse", 0.45, 1)
+    at = _page()
+    at.multiselect[0].set_value([good.id, worse.id]).run()
+    at.selectbox(key="ev_strategy").set_value("target sensitivity").run()
+    assert not at.exception
+    text = " ".join(m.value for m in at.markdown)
+    assert "chosen by *target sensitivity* on the validation split" in text
+    assert "**good** has an AUC" in text and "higher than **worse**" in text and "paired bootstrap p" in text
+    table = at.dataframe[1].value
+    assert list(table["run"]) == ["good", "worse"]
+    assert (table["sensitivity"] >= 0.85).all()

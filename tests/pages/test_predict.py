@@ -1,0 +1,124 @@
+"""AppTest of the Predict page: a run's model on examples, uploaded films good and bad, uploaded models."""
+
+import shutil
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from pneumo.data import cache
+from pneumo.data.sources import parse_spec
+from pneumo.explain.predictor import Predictor, load_file
+from pneumo.explain.saliency import saliency
+from pneumo.runs.store import Run, RunStore, write_json
+from pneumo.training.config import TrainConfig
+from tests import films
+from tests.conftest import ROOT
+
+APP = str(ROOT / "streamlit_app.py")
+
+
+@pytest.fixture
+def run(trained_cnn: Path) -> Run:
+    """A finished run on the synthetic set whose model is the trained test CNN."""
+    run = RunStore().create(TrainConfig(name="tiny cnn", dataset="synthetic", image_size=64, cnn_blocks=4))
+    write_json(run.file("status.json"), {**run.status(), "state": "finished"})
+    shutil.copy(trained_cnn, run.file("best.keras"))
+    return run
+
+
+def _page(**state) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=240)
+    at.session_state["ds_size"] = 64
+    for key, value in state.items():
+        at.session_state[key] = value
+    at.run()
+    return at.switch_page("pages/predict.py").run()
+
+
+def _probability(at: AppTest) -> float:
+    return float(at.metric[0].value.rstrip("%")) / 100
+
+
+def test_no_model_says_what_to_do() -> None:
+    at = _page()
+    assert not at.exception and "No run has a saved model yet" in at.info[0].value
+
+
+def test_run_model_on_an_example_with_the_evaluate_threshold(run: Run, trained_cnn: Path) -> None:
+    at = _page(thresholds={run.id: 0.3})
+    assert not at.exception
+    example = at.selectbox(key="pr_example")
+    images = cache.load(parse_spec("synthetic"), 64)
+    first = images.images[images.records.index[images.records["id"] == example.value][0]]
+    empty = not saliency(Predictor(load_file(trained_cnn)), first, "Grad-CAM").any()
+    assert empty == any(c.value.startswith("Empty map") for c in at.caption)  # an empty map is explained
+    pneumonia = next(o for o in example.options if "PNEUMONIA" in o).split(" · ")[0]
+    at = example.set_value(pneumonia).run()
+    i = images.records.index[images.records["id"] == pneumonia][0]
+    expected = Predictor(load_file(trained_cnn)).probability(images.images[i])
+    assert _probability(at) == pytest.approx(expected, abs=0.0006)
+    decision = "PNEUMONIA" if expected >= 0.3 else "NORMAL"
+    assert any(f"Decision: **{decision}** at threshold 0.30 (chosen on the Evaluate page)" in m.value
+               for m in at.markdown)
+    assert any("of the map lies on it" in c.value for c in at.caption)  # the lesion is known: scored
+    assert "Grad-CAM" in [img.caption for img in _images(at)]
+    at.button_group(key="pr_methods").set_value(["Grad-CAM", "SmoothGrad"]).run()
+    assert not at.exception and {"Grad-CAM", "SmoothGrad"} <= {img.caption for img in _images(at)}
+
+
+def _images(at: AppTest) -> list:
+    return [img for element in at.get("image") for img in element.proto.imgs]
+
+
+def test_uploaded_films_good_and_bad(run: Run) -> None:
+    at = _page()
+    at.segmented_control(key="pr_image_source").set_value("Upload an image").run()
+    at.file_uploader(key="pr_image_upload").set_value(("notes.png", b"hello, not an image", "image/png")).run()
+    assert not at.exception
+    assert "notes.png** cannot be read: not a JPEG, PNG or DICOM file" in at.error[0].value
+    dicom = films.dicom(films.gradient().astype(np.uint16) * 16, "MONOCHROME1")
+    at.file_uploader(key="pr_image_upload").set_value(("film.dcm", dicom, "application/dicom")).run()
+    assert not at.exception and not at.error
+    assert 0 <= _probability(at) <= 1
+    assert any("MONOCHROME1 inverted" in c.value for c in at.caption)
+    assert any("default: no threshold was chosen" in m.value for m in at.markdown)
+
+
+def test_uploaded_nested_two_output_model(tmp_path: Path) -> None:
+    inputs = keras.Input((48, 48, 3))
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="conv")(inputs)
+    base = keras.Model(inputs, x, name="base")
+    outer = keras.Input((48, 48, 3))
+    y = keras.layers.Dense(2, activation="softmax")(keras.layers.GlobalAveragePooling2D()(base(outer)))
+    model = keras.Model(outer, y)
+    model.save(tmp_path / "m.keras")
+    at = _page()
+    at.segmented_control(key="pr_source").set_value("Upload a model file").run()
+    at.file_uploader(key="pr_model_upload").set_value(("m.keras", (tmp_path / "m.keras").read_bytes(),
+                                                       "application/octet-stream")).run()
+    assert not at.exception and not at.error
+    detected = next(m.value for m in at.markdown if m.value.startswith("**Detected**"))
+    assert "nested sub-model(s) base" in detected and "two softmax units" in detected
+    at.segmented_control(key="pr_image_source").set_value("Upload an image").run()
+    at.file_uploader(key="pr_image_upload").set_value(("x.png", films.png(), "image/png")).run()
+    assert not at.exception
+    predictor = Predictor(model)
+    expected = predictor.configured("unit", 1).probability(films.gradient())
+    assert _probability(at) == pytest.approx(expected, abs=0.0006)
+    radio = next(r for r in at.radio if r.label == "Which output is pneumonia?")
+    at = radio.set_value(0).run()
+    assert _probability(at) == pytest.approx(1 - expected, abs=0.0006)
+
+
+def test_uploaded_model_with_code_is_refused(tmp_path: Path) -> None:
+    inputs = keras.Input((16, 16, 1))
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(2, 3)(keras.layers.Lambda(lambda t: -t)(inputs)))
+    keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(x)).save(tmp_path / "evil.keras")
+    at = _page()
+    at.segmented_control(key="pr_source").set_value("Upload a model file").run()
+    at.file_uploader(key="pr_model_upload").set_value(("evil.keras", (tmp_path / "evil.keras").read_bytes(),
+                                                       "application/octet-stream")).run()
+    assert not at.exception and "contains code" in at.error[0].value

@@ -1,0 +1,128 @@
+"""The job lifecycle with real training processes: queue, graceful stop, kill -9, resume."""
+
+import io
+import os
+import signal
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pneumo.runs import jobs
+from pneumo.runs.store import Run, RunStore
+from pneumo.training.augment import PRESETS
+from pneumo.training.config import TrainConfig
+
+
+def _config(tiny_npz: Path, epochs: int, **changes) -> TrainConfig:
+    return TrainConfig(dataset=str(tiny_npz), image_size=64, val_fraction=0, cnn_filters=8, cnn_blocks=3,
+                       batch_size=16, epochs=epochs, early_stopping=0, augmentation=PRESETS["none"], **changes)
+
+
+def _wait(predicate, timeout: float = 180, what: str = "condition") -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _state(run: Run) -> str:
+    return run.status()["state"]
+
+
+def _finish(run: Run, store: RunStore) -> None:
+    """Wait for the run to end, reconciling as the UI's poll does, so a crashed worker shows up too."""
+
+    def ended() -> bool:
+        jobs.reconcile(store)
+        return _state(run) not in ("queued", "running")
+
+    _wait(ended, what="the run to end")
+
+
+def test_invalid_config_is_refused_before_anything_starts() -> None:
+    with pytest.raises(jobs.InvalidConfig, match="batch size"):
+        jobs.submit(TrainConfig(batch_size=0))
+    assert RunStore().runs() == []
+
+
+def test_queue_runs_one_at_a_time_then_the_next_starts_by_itself(tiny_npz: Path) -> None:
+    store = RunStore()
+    first = jobs.submit(_config(tiny_npz, epochs=2, name="first"), store)
+    second = jobs.submit(_config(tiny_npz, epochs=1, name="second"), store)
+    assert _state(first) == "running" and _state(second) == "queued"
+    assert jobs.schedule(store) == []  # a second call starts nothing more: no run starts twice
+    _finish(first, store)
+    assert _state(first) == "finished", first.log_tail()
+    # the finishing worker started the queued one, with no UI polling
+    _wait(lambda: _state(second) != "queued", timeout=30, what="second run to start")
+    _finish(second, store)
+    assert _state(second) == "finished", second.log_tail()
+    assert second.status()["started"] >= first.status()["ended"]
+    assert len(first.predictions()) == 300 and "Epoch 2/2" in first.log_tail(200)
+
+
+def _fingerprint(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _mid_epoch(run: Run) -> bool:
+    """True while a batch well inside an epoch that has not ended yet was the last written."""
+    batches, history = run.batches(), run.history()
+    if batches.empty:
+        return False
+    last = batches.iloc[-1]
+    return int(last["epoch"]) > len(history) and 8 <= int(last["batch"]) <= 30  # 38 batches an epoch
+
+
+def test_stop_is_graceful_and_kill_is_detected_then_resume_completes(tiny_npz: Path) -> None:
+    store = RunStore()
+    other = jobs.submit(_config(tiny_npz, epochs=1, name="other"), store)
+    _finish(other, store)
+    other_files = _fingerprint(other.path)
+    run = jobs.submit(_config(tiny_npz, epochs=6), store)
+    _wait(lambda: len(run.batches()) >= 5, what="training to start")
+    jobs.stop(run)
+    _finish(run, store)
+    assert _state(run) == "stopped", run.log_tail()
+    assert run.file("last.keras").exists() and len(run.predictions()) == 300
+    assert not run.file("stop").exists()
+
+    jobs.resume(run)
+    _wait(lambda: _state(run) == "running" and len(run.history()) >= 2 and _mid_epoch(run),
+          what="the middle of an epoch after two epochs")
+    history_before = run.file("history.csv").read_bytes()
+    pid = run.status()["pid"]
+    os.kill(pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    _wait(lambda: bool(jobs.reconcile(store)) or _state(run) == "failed", timeout=5, what="the kill to be noticed")
+    assert time.monotonic() - killed_at < 5
+    status = run.status()
+    assert status["state"] == "failed" and "died" in status["error"] and "resume" in status["error"]
+    assert run.file("history.csv").read_bytes() == history_before  # nothing written so far was lost
+    assert {r.id for r in store.runs()} == {run.id, other.id} and run.damage is None
+    assert _fingerprint(other.path) == other_files  # the other run is untouched
+
+    jobs.resume(run)
+    _finish(run, store)
+    assert _state(run) == "finished", run.log_tail()
+    history = run.history()
+    assert history["epoch"].tolist() == list(range(1, 7))  # each epoch once, to the planned number
+    before = pd.read_csv(io.BytesIO(history_before))
+    pd.testing.assert_frame_equal(history.iloc[: len(before)][["epoch", "loss", "val_auc"]],
+                                  before[["epoch", "loss", "val_auc"]], check_dtype=False)  # kept, not redone
+    assert run.status()["resumed"] == 2
+    assert _fingerprint(other.path) == other_files
+
+
+def test_stopping_a_queued_run_cancels_it(tiny_npz: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(jobs, "_spawn", lambda run: None)  # nothing may start: we only test the queue
+    store = RunStore()
+    run = store.create(_config(tiny_npz, epochs=1))
+    jobs.stop(run)
+    assert _state(run) == "stopped" and run.status()["note"] == "cancelled before it started"
+    with pytest.raises(ValueError, match="only failed or stopped"):
+        jobs.resume(store.create(_config(tiny_npz, epochs=1)))

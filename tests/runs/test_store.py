@@ -1,0 +1,91 @@
+import json
+import threading
+from pathlib import Path
+
+import pandas as pd
+
+from pneumo.runs.store import Run, RunStore, append_row, read_csv, write_json
+from pneumo.training.config import TrainConfig
+
+
+def test_write_json_is_atomic_under_concurrent_readers(tmp_path: Path) -> None:
+    path = tmp_path / "status.json"
+    write_json(path, {"n": 0, "pad": "x" * 20000})
+    errors = []
+    done = threading.Event()
+
+    def reader() -> None:
+        while not done.is_set():
+            try:
+                json.loads(path.read_text())
+            except ValueError as exc:  # a torn file would show up here
+                errors.append(exc)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    for n in range(300):
+        write_json(path, {"n": n, "pad": "x" * 20000})
+    done.set()
+    thread.join()
+    assert errors == [] and json.loads(path.read_text())["n"] == 299
+    assert [p.name for p in tmp_path.iterdir()] == ["status.json"]  # no temp files left
+
+
+def test_read_csv_ignores_a_half_written_last_line(tmp_path: Path) -> None:
+    path = tmp_path / "h.csv"
+    for epoch in (1, 2):
+        append_row(path, {"epoch": epoch, "loss": 0.5 / epoch}, ["epoch", "loss"])
+    with open(path, "a") as f:
+        f.write("3,0.1")  # the writer was interrupted mid-line
+    frame = read_csv(path)
+    assert frame["epoch"].tolist() == [1, 2] and frame["loss"].tolist() == [0.5, 0.25]
+    assert read_csv(tmp_path / "missing.csv").empty
+    (tmp_path / "junk.csv").write_bytes(b"\xff\xfe\x00garbage")
+    assert read_csv(tmp_path / "junk.csv").empty
+
+
+def test_store_create_list_get_delete(tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "runs")
+    assert store.runs() == []
+    first = store.create(TrainConfig(name="first"))
+    second = store.create(TrainConfig(model="resnet50", weights="none"))
+    assert {r.id for r in store.runs()} == {first.id, second.id}
+    assert first.status()["state"] == "queued" and first.config().name == "first" and first.name == "first"
+    assert second.name == second.id
+    assert store.get(first.id) == first
+    assert not list((tmp_path / "runs").glob(".new-*"))
+    for bad in ("..", "", "nope", "a/b"):
+        try:
+            store.get(bad)
+        except KeyError:
+            continue
+        raise AssertionError(f"{bad!r} should not be a run")
+    store.delete(first)
+    assert [r.id for r in store.runs()] == [second.id]
+
+
+def test_damaged_runs_say_why(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    good = store.create(TrainConfig())
+    broken_json = store.create(TrainConfig())
+    broken_json.file("status.json").write_text("{not json")
+    missing = store.create(TrainConfig())
+    missing.file("config.json").unlink()
+    bad_state = store.create(TrainConfig())
+    write_json(bad_state.file("status.json"), {"state": "exploded"})
+    bad_config = store.create(TrainConfig())
+    write_json(bad_config.file("config.json"), {"image_size": "big", "no_such_field": 1, "augmentation": 3})
+    assert good.damage is None
+    assert "status.json is unreadable" in broken_json.damage
+    assert missing.damage == "config.json is missing"
+    assert bad_state.damage == "status.json has no valid state"
+    assert "not a valid configuration" in bad_config.damage
+    assert Run(tmp_path / "nothing").log_tail() == ""
+
+
+def test_history_frames_are_dataframes(tmp_path: Path) -> None:
+    run = RunStore(tmp_path).create(TrainConfig())
+    assert isinstance(run.history(), pd.DataFrame) and run.history().empty
+    assert run.model_file() is None
+    run.file("last.keras").write_bytes(b"x")
+    assert run.model_file() == run.file("last.keras")

@@ -1,0 +1,93 @@
+"""Real Keras training on a tiny synthetic set: it must learn, and leave a complete run folder."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from pneumo.runs.store import RunStore
+from pneumo.training.augment import PRESETS
+from pneumo.training.callbacks import RunMonitor, TriangularCyclicLR
+from pneumo.training.config import TrainConfig
+from pneumo.training.engine import run_training
+
+
+def _tiny(tiny_npz: Path, **changes) -> TrainConfig:
+    settings = dict(dataset=str(tiny_npz), image_size=64, val_fraction=0, cnn_filters=16, cnn_blocks=4,
+                    batch_size=16, epochs=8, early_stopping=0, augmentation=PRESETS["none"])
+    return TrainConfig(**{**settings, **changes})
+
+
+def test_short_training_learns_and_writes_the_run_folder(tiny_npz: Path) -> None:
+    run = RunStore().create(_tiny(tiny_npz))
+    assert run_training(run, verbose=0) == "finished"
+    status = run.status()
+    assert status["state"] == "finished" and status["device"].startswith(("CPU", "GPU"))
+    history = run.history()
+    assert history["epoch"].tolist() == list(range(1, 9))
+    assert {"loss", "auc", "val_auc", "val_loss", "precision", "recall", "learning_rate"} <= set(history.columns)
+    batches = run.batches()
+    assert len(batches) == 8 * 38 and batches["step"].is_monotonic_increasing
+    predictions = run.predictions()
+    assert list(predictions.columns) == ["split", "id", "label", "prob", "patient"]
+    assert predictions.groupby("split").size().to_dict() == {"test": 150, "val": 150}
+    assert predictions["prob"].between(0, 1).all()
+    test = predictions[predictions["split"] == "test"]
+    auc = roc_auc_score(test["label"], test["prob"])
+    assert auc > 0.75, f"the model did not learn: test AUC {auc:.3f}"
+    assert history["val_auc"].max() > 0.75
+    for name in ("best.keras", "environment.json", "tensorboard"):
+        assert run.file(name).exists()
+    assert not run.file("backup").exists()  # checkpoints are cleared once a run finishes
+
+
+def test_two_phase_resnet_from_scratch_runs_both_phases(tiny_npz: Path, tmp_path: Path) -> None:
+    """On a tenth of the tiny set: ResNet50's cost here is in building and tracing, not in learning."""
+    with np.load(tiny_npz) as full:
+        np.savez(tmp_path / "tinier.npz", **{key: full[key][::10] for key in full.files})
+    config = _tiny(tmp_path / "tinier.npz", model="resnet50", weights="none", epochs=1, fine_tune_epochs=1,
+                   unfreeze=20, batch_size=32)
+    run = RunStore().create(config)
+    assert run_training(run, verbose=0) == "finished"
+    history = run.history()
+    assert history["phase"].tolist() == [1, 2] and history["epoch"].tolist() == [1, 2]
+    assert history["learning_rate"].iloc[1] == pytest.approx(config.fine_tune_learning_rate)
+
+
+def test_invalid_config_and_missing_data_fail_with_a_reason(tiny_npz: Path, tmp_path: Path) -> None:
+    run = RunStore().create(_tiny(tiny_npz, epochs=0))
+    assert run_training(run, verbose=0) == "failed"
+    assert "at least one epoch" in run.status()["error"]
+    run = RunStore().create(_tiny(tiny_npz, dataset=str(tmp_path / "gone")))
+    assert run_training(run, verbose=0) == "failed"
+    assert "Folder not found" in run.status()["error"]
+
+
+def test_monitor_stops_on_nan_and_on_the_stop_flag(tmp_path: Path) -> None:
+    import keras
+
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.compile(optimizer="adam", loss="mse")
+    run = RunStore(tmp_path).create(TrainConfig())
+    monitor = RunMonitor(run, phase=1, steps_per_epoch=4, total_epochs=2)
+    monitor.set_model(model)
+    monitor.on_epoch_begin(0)
+    monitor.on_train_batch_end(0, {"loss": 0.5})
+    assert monitor.stop_reason is None and not model.stop_training
+    run.file("stop").touch()
+    monitor.on_train_batch_end(1, {"loss": 0.4})
+    assert monitor.stop_reason == "stopped by the user" and model.stop_training
+    assert run.batches()["loss"].tolist() == [0.5, pytest.approx(0.3)]  # batch 2's own loss, from the mean 0.4
+    nan_monitor = RunMonitor(run, phase=1, steps_per_epoch=4, total_epochs=2)
+    nan_monitor.set_model(model)
+    nan_monitor.on_epoch_begin(0)
+    nan_monitor.on_train_batch_end(0, {"loss": float("nan")})
+    assert "NaN" in nan_monitor.stop_reason
+    assert len(run.batches()) == 1  # a monitor starting epoch 1 again (a resume) drops the old rows first
+
+
+def test_triangular_cyclical_lr() -> None:
+    clr = TriangularCyclicLR(1e-5, 1e-4, step=500)
+    rates = [clr.rate(i) for i in (0, 250, 500, 750, 1000, 1500)]
+    np.testing.assert_allclose(rates, [1e-5, 5.5e-5, 1e-4, 5.5e-5, 1e-5, 1e-4])
