@@ -4,7 +4,7 @@ import numpy as np
 import streamlit as st
 
 from pneumo import device
-from pneumo.explain.saliency import COLORMAPS, HELP, METHODS, outline, overlay, png_bytes, pointing
+from pneumo.explain.saliency import COLORMAPS, METHOD_HELP, METHODS, empty_map_message, outline, overlay, png_bytes, pointing
 from ui.common import synthetic_banner
 from ui.predict_views import choose_film, choose_model, saliency_map
 
@@ -52,15 +52,15 @@ with right:
 
 st.subheader("Saliency")
 methods = st.pills("Methods (several are shown side by side)", METHODS, selection_mode="multi",
-                   default=["Grad-CAM"], key="pr_methods", help=" ".join(f"**{m}**: {HELP[m]}" for m in METHODS))
+                   default=["Grad-CAM"], key="pr_methods", help=" ".join(f"**{m}**: {METHOD_HELP[m]}" for m in METHODS))
 opacity_column, colour_column, layer_column = st.columns([2, 1, 3])
 opacity = opacity_column.slider("Opacity", 0.0, 1.0, 0.5, 0.05, key="pr_opacity")
 colormap = colour_column.selectbox("Colours", COLORMAPS, key="pr_colormap")
 detected = predictor.detected
-auto = f"auto: {predictor.label(detected.default_target)}"
+auto = f"auto: {predictor.layer_title(detected.default_target)}"
 layer = layer_column.selectbox(
     "Target layer (CAM methods)", [auto, *reversed(detected.targets)], key="pr_layer",
-    format_func=lambda name: name if name == auto else predictor.label(name),
+    format_func=lambda name: name if name == auto else predictor.layer_title(name),
     help="The feature maps Grad-CAM, Grad-CAM++ and ScoreCAM explain. Auto takes the last one "
          "before global pooling: the finest map the decision still depends on.")
 target = detected.default_target if layer == auto else layer
@@ -73,14 +73,13 @@ for method, column in zip(methods, columns, strict=False):
         try:
             saliency = saliency_map(choice.key, film.key, method, target, _predictor=predictor, _gray=film.gray)
         except Exception as exc:  # noqa: BLE001 - e.g. a target layer the output does not depend on
-            st.error(f"{method} failed on layer {predictor.label(target)}: {type(exc).__name__}: {str(exc)[:200]}. "
+            st.error(f"{method} failed on layer {predictor.layer_title(target)}: {type(exc).__name__}: {str(exc)[:200]}. "
                      "Try another target layer.")
             continue
         image = overlay(seen, saliency, opacity, colormap)
         st.image(image, caption=method, width="stretch")
         if not saliency.any():
-            st.caption("Empty map: no region raises the pneumonia score at this layer, i.e. the model finds "
-                       "no evidence for pneumonia here. Try another layer or method.")
+            st.caption(empty_map_message(probability, choice.threshold))
         if lesion is not None:
             score = pointing(saliency, lesion)
             st.caption(f"Lesion (known: synthetic): {score['share']:.1%} of the map lies on it, which covers "

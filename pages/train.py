@@ -2,8 +2,8 @@
 
 import streamlit as st
 
-from ui import train_views
 from ui.common import current_choice, load_dataset, synthetic_banner
+from ui.train import new_run, runs_table, watch
 
 VIEWS = ["New run", "Watch", "Runs"]
 
@@ -17,8 +17,8 @@ view = st.segmented_control("View", VIEWS, key="train_view", label_visibility="c
 if view == "New run":
     image_set = load_dataset(choice)
     synthetic_banner(image_set)
-    train_views.new_run(choice, image_set)
+    new_run(choice, image_set)
 elif view == "Watch":
-    train_views.watch()
+    watch()
 else:
-    train_views.runs_table()
+    runs_table()

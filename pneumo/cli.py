@@ -18,47 +18,38 @@ from dataclasses import fields
 from pathlib import Path
 
 from pneumo.runs.store import RunStore
-from pneumo.training.augment import PRESETS, Augmentation
-from pneumo.training.config import MODELS, TrainConfig
-
-_HELP = {
-    "dataset": "synthetic, synthetic:SEED, pneumoniamnist:SIZE, a .npz file or a Kaggle-layout folder",
-    "model": "cnn or resnet50",
-    "weights": "ResNet50 start: imagenet, none (from scratch) or a path to a .h5 weights file",
-    "unfreeze": "ResNet50 layers unfrozen (from the top) in phase 2; 0 skips fine-tuning",
-    "epochs": "epochs of phase 1 (the only phase for the CNN)",
-    "fine_tune_epochs": "epochs of phase 2 (ResNet50 with --unfreeze > 0)",
-    "val_fraction": "share of train carved off as validation, grouped by patient (0 = official val)",
-    "early_stopping": "EarlyStopping patience on val AUC, in epochs (0 = off)",
-    "reduce_lr": "ReduceLROnPlateau patience on val loss, in epochs (0 = off)",
-    "mixed_precision": "mixed float16 on a GPU (ignored on a CPU)",
-}
+from pneumo.training.augment import PRESETS, TRANSFORMS, Augmentation, preset_name
+from pneumo.training.config import OPTIONS, TrainConfig
 
 
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
+    """One option per TrainConfig field and per augmentation transform, explained by their tables."""
     defaults = TrainConfig()
     for f in fields(TrainConfig):
         if f.name == "augmentation":
             continue
-        flag = "--" + f.name.replace("_", "-")
-        default = getattr(defaults, f.name)
+        flag, option, default = "--" + f.name.replace("_", "-"), OPTIONS[f.name], getattr(defaults, f.name)
         if isinstance(default, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=_HELP.get(f.name))
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=option.help)
         else:
+            accepted = f"{option.accepted()}; " if option.accepted() else ""
             parser.add_argument(flag, type=type(default), default=default,
-                                choices=MODELS if f.name == "model" else None,
-                                help=(_HELP.get(f.name, "") + f" (default {default})").strip())
-    parser.add_argument("--augment", choices=sorted(PRESETS), default="light", help="augmentation preset")
-    for name in ("rotation", "zoom", "shift", "brightness", "contrast"):
-        parser.add_argument(f"--aug-{name}", type=float, help=f"augmentation {name} (overrides the preset)")
-    parser.add_argument("--aug-flip", action=argparse.BooleanOptionalAction, default=None,
-                        help="left-right flip (off by default: it puts the heart on the wrong side)")
+                                help=f"{option.help} ({accepted}default {default!r})")
+    parser.add_argument("--augment", choices=sorted(PRESETS), default=preset_name(defaults.augmentation),
+                        help="augmentation preset (default %(default)s)")
+    for name, transform in TRANSFORMS.items():
+        if transform.high is None:
+            parser.add_argument(f"--aug-{name}", action=argparse.BooleanOptionalAction, default=None,
+                                help=f"{transform.help} Overrides the preset.")
+        else:
+            parser.add_argument(f"--aug-{name}", type=float,
+                                help=f"{transform.help} 0 to {transform.high}; overrides the preset.")
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     values = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.name != "augmentation"}
     augmentation = PRESETS[args.augment].to_dict()
-    for name in ("rotation", "zoom", "shift", "brightness", "contrast", "flip"):
+    for name in TRANSFORMS:
         if getattr(args, f"aug_{name}") is not None:
             augmentation[name] = getattr(args, f"aug_{name}")
     return TrainConfig(**values, augmentation=Augmentation(**augmentation))

@@ -5,6 +5,13 @@ elsewhere may want 3 channels, another size, its inputs scaled outside the model
 outputs, and keep its conv base as a nested sub-model. ``Predictor`` detects all of this (and
 says what it found), copies the model into one flat graph so saliency methods can reach any
 conv layer, and serialises calls so browser sessions sharing it get their own answers.
+
+The flat graph stops before the model's final sigmoid or softmax: it outputs the **log-odds**
+of pneumonia. A confident model's sigmoid saturates (exactly 1.0 in float32), and every
+gradient of a saturated probability is 0, so maps of the probability go blank exactly when
+the model is surest. Saliency explains the log-odds, the standard practice (tf-keras-vis'
+``ReplaceToLinear`` does the same, by cloning the model on every call); the probability is
+the sigmoid of the log-odds, taken in float64.
 """
 
 from __future__ import annotations
@@ -12,7 +19,6 @@ from __future__ import annotations
 import copy
 import tempfile
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +38,8 @@ PREPROCESSING = {
 DEFAULT_SIZE = 224  # for a model whose input size is not fixed
 _SCALING_LAYERS = (keras.layers.Rescaling, keras.layers.Normalization)
 _NOT_DEFAULT_TARGET = (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D, keras.layers.Dropout)
+_SQUASHING = ("sigmoid", "softmax")
+_TINY = 1e-38  # keeps log(0) finite where ScoreCAM's softmax underflows in float32
 
 
 class ModelLoadError(ValueError):
@@ -46,7 +54,7 @@ class Detected:
     width: int
     channels: int
     outputs: int  # 1 (sigmoid) or 2 (softmax)
-    output_activation: str
+    output_activation: str  # the final activation found in the model, taken off the flat graph (or "linear")
     builtin_preprocessing: list[str]  # names of scaling layers inside the model
     nested: list[str]  # sub-models inlined into the flat copy
     targets: list[str]  # layers with spatial (H x W x C) output, saliency targets, graph order
@@ -106,12 +114,20 @@ def load_bytes(data: bytes) -> keras.Model:
 
 
 class Predictor:
-    """A loaded model made flat, with the preprocessing and pneumonia output it needs."""
+    """A loaded model made flat, with the preprocessing and pneumonia output it needs.
+
+    ``model`` outputs two columns, ``[-s/2, s/2]`` where ``s`` is the log-odds of pneumonia:
+    a softmax over them gives back the probability, so tf-keras-vis' ScoreCAM (which applies a
+    softmax to the output itself) and the gradient methods see the same score.
+    """
 
     def __init__(self, model: keras.Model, preprocessing: str | None = None, pneumonia_index: int = 1) -> None:
-        self.model, nested, paths = flatten(model)
-        self.detected = _detect(self.model, nested)
-        self.labels = paths  # layer name -> "sub-model/layer" for nested layers
+        flat, nested, self.layer_paths = flatten(model)  # layer_paths: layer name -> "sub-model/layer"
+        logits, activation = _logits(flat)
+        self.detected = _detect(flat, nested, activation)
+        # One log-odds model per choice of pneumonia output, built once and shared by every copy.
+        self._models = {i: _log_odds_model(flat.inputs, logits, self.detected, i)
+                        for i in ((0,) if self.detected.outputs == 1 else (0, 1))}
         self.lock = threading.Lock()  # Keras models are shared by every browser session
         self._choose(preprocessing or self.detected.suggested_preprocessing, pneumonia_index)
 
@@ -124,9 +140,11 @@ class Predictor:
     def _choose(self, preprocessing: str, pneumonia_index: int) -> None:
         if preprocessing not in PREPROCESSING:
             raise ValueError(f"preprocessing must be one of {', '.join(PREPROCESSING)}")
+        if pneumonia_index not in (0, 1):
+            raise ValueError("the pneumonia output is 0 or 1")
         self.preprocessing = preprocessing
         self.index = 0 if self.detected.outputs == 1 else pneumonia_index
-        self._to_probability = _probability_function(self.detected, self.index)
+        self.model = self._models[self.index]
 
     @property
     def size(self) -> tuple[int, int]:
@@ -153,18 +171,29 @@ class Predictor:
             return (x - mean).astype(np.float32)
         return x
 
-    def probability(self, gray: np.ndarray) -> float:
-        """Probability of pneumonia for one film."""
+    def log_odds(self, gray: np.ndarray) -> float:
+        """log(p / (1 - p)) of pneumonia for one film: finite where the probability rounds to 1."""
         with self.lock:
             output = np.asarray(self.model(self.prepare(gray), training=False), dtype=np.float64)
-        return float(self._to_probability(output)[0])
+        return float(self.score(output)[0])
 
-    def score(self, output):
-        """What saliency explains: the pneumonia output (before any softmax pneumo adds)."""
-        return output[:, self.index]
+    def probability(self, gray: np.ndarray) -> float:
+        """Probability of pneumonia for one film."""
+        return float(1 / (1 + np.exp(-self.log_odds(gray))))
 
-    def label(self, layer: str) -> str:
-        return self.labels.get(layer, layer)
+    @staticmethod
+    def score(output):
+        """What the gradient methods explain: the log-odds of pneumonia (any array or tensor)."""
+        return output[:, 1] - output[:, 0]
+
+    @staticmethod
+    def score_of_softmax(probabilities):
+        """The same log-odds from ScoreCAM's view, which applies a softmax to the output first."""
+        return keras.ops.log(probabilities[:, 1] + _TINY) - keras.ops.log(probabilities[:, 0] + _TINY)
+
+    def layer_title(self, layer: str) -> str:
+        """A layer's name as the page shows it: "sub-model/layer" when it came from a nested model."""
+        return self.layer_paths.get(layer, layer)
 
 
 def flatten(model: keras.Model) -> tuple[keras.Model, list[str], dict[str, str]]:
@@ -200,8 +229,10 @@ def flatten(model: keras.Model) -> tuple[keras.Model, list[str], dict[str, str]]
             for layer in sub.layers:
                 x = call(fresh(layer, within), within, x)
             return x
+        # A model built as keras.Model([inp], out) (or saved by tf.keras 2) keeps its input as a list.
+        structured = [x] if isinstance(sub.input, list | tuple) else x
         outputs = keras.models.clone_model(
-            sub, input_tensors=x, clone_function=lambda layer: fresh(layer, within),
+            sub, input_tensors=structured, clone_function=lambda layer: fresh(layer, within),
             call_function=lambda layer, *args, **kwargs: call(layer, within, *args, **kwargs)).outputs
         return outputs[0] if len(outputs) == 1 else outputs
 
@@ -219,7 +250,7 @@ def flatten(model: keras.Model) -> tuple[keras.Model, list[str], dict[str, str]]
     return flat, nested, labels
 
 
-def _detect(model: keras.Model, nested: list[str]) -> Detected:
+def _detect(model: keras.Model, nested: list[str], activation: str) -> Detected:
     notes = []
     shape = tuple(model.inputs[0].shape[1:])
     if len(shape) != 3 or shape[-1] not in (1, 3):
@@ -231,10 +262,13 @@ def _detect(model: keras.Model, nested: list[str]) -> Detected:
         found = [tuple(o.shape[1:]) for o in model.outputs]
         raise ModelLoadError(f"the model's output is {found}; pneumo needs one sigmoid unit or two softmax units")
     outputs = model.outputs[0].shape[-1]
-    activation = getattr(getattr(model.layers[-1], "activation", None), "__name__", "linear")
     expected = "sigmoid" if outputs == 1 else "softmax"
-    if activation != expected:
-        notes.append(f"the last layer's activation is {activation}, not {expected}: pneumo applies {expected} to it")
+    if activation in _SQUASHING:
+        notes.append(f"the final {activation} is applied by pneumo, so saliency maps explain the log-odds of "
+                     "pneumonia, which stay informative where the probability rounds to 100 %")
+    else:
+        notes.append(f"the last layer's activation is {activation}, not {expected}: its outputs are taken as "
+                     f"logits and pneumo applies {expected} to them")
     targets, default = _targets(model)
     if not targets:
         raise ModelLoadError("the model has no layer with a spatial (height x width x channels) output, "
@@ -258,16 +292,34 @@ def _targets(model: keras.Model) -> tuple[list[str], str]:
     return [layer.name for layer in maps], default.name if default else ""
 
 
-def _probability_function(detected: Detected, index: int) -> Callable[[np.ndarray], np.ndarray]:
-    """Model output (N, 1 or 2) to the probability of pneumonia (N,), adding the missing activation."""
-    if detected.outputs == 1:
-        if detected.output_activation == "sigmoid":
-            return lambda out: out[:, 0]
-        return lambda out: 1 / (1 + np.exp(-out[:, 0]))
-    if detected.output_activation == "softmax":
-        return lambda out: out[:, index]
+def _logits(flat: keras.Model) -> tuple[keras.KerasTensor, str]:
+    """The flat model's output before its final sigmoid or softmax, and that activation's name.
 
-    def softmax(out: np.ndarray) -> np.ndarray:
-        e = np.exp(out - out.max(axis=1, keepdims=True))
-        return (e / e.sum(axis=1, keepdims=True))[:, index]
-    return softmax
+    The last layer's own copy is made linear (an ``Activation`` or ``Softmax`` layer is simply
+    left out); the flat graph itself is left as it is.
+    """
+    output = flat.outputs[0]
+    last = output._keras_history.operation
+    if isinstance(last, keras.layers.Softmax):
+        return last.input, "softmax"
+    name = getattr(getattr(last, "activation", None), "__name__", "linear")
+    if name not in _SQUASHING:
+        return output, name
+    if isinstance(last, keras.layers.Activation):
+        return last.input, name
+    linear = last.__class__.from_config({**last.get_config(), "activation": "linear"})
+    logits = linear(last.input)
+    linear.set_weights(last.get_weights())
+    return logits, name
+
+
+def _log_odds_model(inputs: list, logits: keras.KerasTensor, detected: Detected, index: int) -> keras.Model:
+    """A model over the flat graph whose output is ``[-s/2, s/2]``, ``s`` the log-odds of pneumonia."""
+    if detected.outputs == 1:
+        s = logits[:, :1]
+    elif detected.output_activation == "sigmoid":  # two independent sigmoid units: one is pneumonia
+        s = logits[:, index:index + 1]
+    else:  # softmax: log(p_i / p_j) = z_i - z_j
+        s = logits[:, index:index + 1] - logits[:, 1 - index:2 - index]
+    pair = keras.layers.Concatenate(name="log_odds_pair")([-0.5 * s, 0.5 * s])
+    return keras.Model(inputs, pair, name="pneumonia_log_odds")

@@ -1,7 +1,8 @@
 """Saliency maps with tf-keras-vis, overlays, and the checks that say whether to trust them.
 
-Every map explains the pneumonia output of a ``Predictor`` for one film and is returned at the
-model's input size, scaled to 0..1.
+Every map explains the log-odds of pneumonia of a ``Predictor`` for one film (not the
+probability: a saturated sigmoid has no gradient) and is returned at the model's input size,
+scaled to 0..1.
 """
 
 from __future__ import annotations
@@ -23,14 +24,14 @@ from tf_keras_vis.scorecam import Scorecam
 from pneumo.explain.predictor import Predictor
 
 METHODS = ("Grad-CAM", "Grad-CAM++", "Faster-ScoreCAM", "SmoothGrad")
-HELP = {
-    "Grad-CAM": "Feature maps of the target layer weighted by the mean gradient of the pneumonia score: coarse, "
+METHOD_HELP = {
+    "Grad-CAM": "Feature maps of the target layer weighted by the mean gradient of the log-odds of pneumonia: coarse, "
                 "fast, the usual first look.",
     "Grad-CAM++": "Like Grad-CAM with pixel-wise weights from higher-order gradients: spreads over several "
                   "regions when there are several.",
     "Faster-ScoreCAM": "No gradients: masks the film with the 10 strongest feature maps and weighs each by the "
-                       "score it keeps. Slower, less noisy.",
-    "SmoothGrad": "Gradient of the score with respect to each pixel, averaged over 20 noisy copies: fine-grained, "
+                       "log-odds it keeps. Slower, less noisy.",
+    "SmoothGrad": "Gradient of the log-odds with respect to each pixel, averaged over 20 noisy copies: fine-grained, "
                   "shows edges the model is sensitive to. The slowest on a CPU.",
 }
 COLORMAPS = ("Jet", "Turbo", "Inferno", "Viridis", "Hot")
@@ -57,13 +58,29 @@ def saliency(predictor: Predictor, gray: np.ndarray, method: str, layer: str | N
             cam = GradcamPlusPlus(model)(score, x, penultimate_layer=target, seek_penultimate_conv_layer=False,
                                          normalize_cam=False)
         elif method == "Faster-ScoreCAM":
-            cam = Scorecam(model)(score, x, penultimate_layer=target, seek_penultimate_conv_layer=False,
-                                  max_N=FASTER_SCORECAM_MAPS, normalize_cam=False)
+            cam = Scorecam(model)(predictor.score_of_softmax, x, penultimate_layer=target,
+                                  seek_penultimate_conv_layer=False, max_N=min(FASTER_SCORECAM_MAPS, target.output.shape[-1]),
+                                  normalize_cam=False)
         elif method == "SmoothGrad":
             cam = _smoothgrad(model, score, x)
         else:
             raise ValueError(f"unknown saliency method {method!r}; choose from {', '.join(METHODS)}")
     return _unit(np.nan_to_num(np.asarray(cam, dtype=np.float64)[0]))
+
+
+def empty_map_message(probability: float, threshold: float) -> str:
+    """Why a map is empty, in words that agree with the model's call on the film.
+
+    An empty CAM means no region of the target layer raises the log-odds of pneumonia. That is
+    the model's own NORMAL verdict when it calls the film normal; when it calls pneumonia, the
+    evidence lies elsewhere (another layer, the bias), and saying "no evidence" would
+    contradict the probability shown above the map.
+    """
+    if probability < threshold:
+        return (f"Empty map: no region raises the log-odds of pneumonia at this layer. The model finds no "
+                f"evidence for pneumonia here, in line with its NORMAL call ({probability:.1%}).")
+    return (f"Empty map: the model calls PNEUMONIA ({probability:.1%}), but no region of this layer raises "
+            "its log-odds: the evidence lies in another layer. Try another target layer or method.")
 
 
 def _unit(values: np.ndarray) -> np.ndarray:

@@ -18,16 +18,26 @@ import numpy as np
 if TYPE_CHECKING:
     import keras
 
+
+@dataclass(frozen=True)
+class Transform:
+    """One augmentation transform as the form and the CLI offer it and ``Augmentation.problems`` checks it."""
+
+    help: str
+    high: float | None = None  # the largest magnitude accepted (the smallest is 0); None: an on/off switch
+
+
 # Magnitudes are Keras' own factors: rotation as a fraction of a full turn, zoom and shift as a
 # fraction of the image side, brightness as a fraction of the value range, contrast as a factor.
-HELP = {
-    "rotation": "Random rotation, as a fraction of a full turn (0.07 = ±25°).",
-    "zoom": "Random zoom in or out, as a fraction of the image size.",
-    "shift": "Random shift up/down/left/right, as a fraction of the image size.",
-    "flip": "Mirror left-right. Off by default: it moves the heart to the wrong side, which never "
-            "happens on a real chest film.",
-    "brightness": "Random brightness change, as a fraction of the grey range.",
-    "contrast": "Random contrast change (0.2 = contrast scaled by 0.8 to 1.2).",
+# Keys are Augmentation's fields, in the order the form shows them.
+TRANSFORMS: dict[str, Transform] = {
+    "rotation": Transform("Random rotation, as a fraction of a full turn (0.07 = ±25°).", 0.5),
+    "zoom": Transform("Random zoom in or out, as a fraction of the image size.", 0.9),
+    "shift": Transform("Random shift up/down/left/right, as a fraction of the image size.", 0.5),
+    "brightness": Transform("Random brightness change, as a fraction of the grey range.", 0.9),
+    "contrast": Transform("Random contrast change (0.2 = contrast scaled by 0.8 to 1.2).", 0.9),
+    "flip": Transform("Mirror left-right; best left off: it moves the heart to the wrong side, which never "
+                      "happens on a real chest film."),
 }
 
 
@@ -55,10 +65,10 @@ class Augmentation:
 
     def problems(self) -> list[str]:
         out = []
-        for name, top in (("rotation", 0.5), ("zoom", 0.9), ("shift", 0.5), ("brightness", 0.9), ("contrast", 0.9)):
+        for name, transform in TRANSFORMS.items():
             value = getattr(self, name)
-            if not 0 <= value <= top:
-                out.append(f"augmentation {name} must be between 0 and {top}, got {value}")
+            if transform.high is not None and not 0 <= value <= transform.high:
+                out.append(f"augmentation {name} must be between 0 and {transform.high}, got {value}")
         return out
 
     @property

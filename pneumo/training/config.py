@@ -1,7 +1,9 @@
 """A training run's configuration: one dataclass, validated before anything starts.
 
 The same object backs the Train page form, the CLI options and the run's ``config.json``,
-so every option exists in all three and a run folder says how to reproduce it.
+so every option exists in all three and a run folder says how to reproduce it. ``OPTIONS``
+holds each field's label, help and accepted values, read by the form, the CLI and
+``TrainConfig.problems``, so none of them can disagree with another.
 """
 
 from __future__ import annotations
@@ -12,8 +14,101 @@ from pathlib import Path
 from pneumo.training.augment import PRESETS, Augmentation
 
 MODELS = ("cnn", "resnet50")
-IMAGE_SIZES = (64, 96, 128, 160, 192, 224)
+FORM_IMAGE_SIZES = (64, 96, 128, 160, 192, 224)  # the training image sizes the Train form offers
 RESNET50_BASE_LAYERS = 174  # layers of keras.applications.ResNet50(include_top=False), input excluded
+
+
+@dataclass(frozen=True)
+class Option:
+    """How one TrainConfig field is offered (form label, help) and what values a run accepts.
+
+    Numbers have ``low``..``high``, inclusive: what ``TrainConfig.problems`` accepts and the range of
+    the form's number input, or of its slider when ``step`` is set. ``choices`` are what the form's
+    select-slider offers, often fewer than the range accepts; a field with choices and no range
+    accepts only its choices. Defaults are not here: they are TrainConfig's own.
+    """
+
+    label: str
+    help: str
+    low: float | None = None
+    high: float | None = None
+    choices: tuple = ()
+    step: float | None = None
+    format: str | None = None  # printf-style, for number inputs whose values need more than two decimals
+
+    def accepted(self) -> str:
+        """The values a run accepts, in words ("between 1 and 6"); empty when any value is."""
+        if self.low is not None:
+            return f"between {self.low} and {self.high}"
+        return f"one of {', '.join(map(str, self.choices))}" if self.choices else ""
+
+    def problem(self, value: object) -> str | None:
+        """What is wrong with ``value``, in words for the user; None when it is accepted."""
+        ok = self.low <= value <= self.high if self.low is not None else not self.choices or value in self.choices
+        if ok:
+            return None
+        # Mid-sentence: lower-case, unless the label starts with an acronym ("L2 on ...").
+        noun = self.label if self.label[:2].isupper() else self.label[0].lower() + self.label[1:]
+        return f"{noun} must be {self.accepted()}, got {value!r}"
+
+
+_LEARNING_RATE = {"low": 1e-7, "high": 0.1}
+
+OPTIONS: dict[str, Option] = {
+    "dataset": Option("Data set", "Where the images come from: synthetic, synthetic:SEED, pneumoniamnist:SIZE, "
+                                  "a .npz file or a Kaggle-layout folder."),
+    "image_size": Option("Image size (px)", "Images are squashed to this square size: larger shows finer detail "
+                                            "but trains slower.", 32, 512, choices=FORM_IMAGE_SIZES),
+    "val_fraction": Option("Validation share", "Share of train carved off as validation, grouped by patient "
+                                               "(0 keeps the data set's own val split).", 0.0, 0.5),
+    "model": Option("Model", "A small CNN trained from scratch, or ImageNet's ResNet50 with a new head.",
+                    choices=MODELS),
+    "cnn_filters": Option("Filters in the first block", "Filters of the CNN's first conv block; each next block "
+                                                        "doubles them.", 4, 256, choices=(8, 16, 32, 64)),
+    "cnn_blocks": Option("Conv blocks", "Conv2D + BatchNorm + ReLU + MaxPool each; each block halves the image side.",
+                         1, 6, step=1),
+    "cnn_dense": Option("Dense units before the output", "An extra dense layer before the output; 0 = none, the "
+                                                         "pooled features feed the output directly (learns fastest).",
+                        0, 2048, choices=(0, 32, 64, 128, 256)),
+    "dropout": Option("Dropout", "Share of features dropped in training, against overfitting.", 0.0, 0.8, step=0.05),
+    "weights": Option("Start from", "ResNet50's starting weights: imagenet, none (from scratch) or a path to a .h5 "
+                                    "weights file."),
+    "unfreeze": Option("Unfreeze depth (top layers trained in phase 2)",
+                       "ResNet50 layers unfrozen from the top in phase 2; 0 trains only the new head (the original "
+                       "study unfroze 100; BatchNorm layers always stay frozen).", 0, RESNET50_BASE_LAYERS, step=1),
+    "l2": Option("L2 on the head's dense layer", "Weight decay on the new head's dense layer, against overfitting.",
+                 0.0, 0.1, choices=(0.0, 1e-5, 1e-4, 1e-3, 1e-2)),
+    "epochs": Option("Epochs", "Epochs of phase 1 (the only phase for the CNN).", 1, 500),
+    "fine_tune_epochs": Option("Fine-tuning epochs (phase 2)", "Epochs of phase 2 (ResNet50 with an unfreeze depth "
+                                                               "above 0); 0 skips it.", 0, 500),
+    "batch_size": Option("Batch size", "Images per gradient step; larger is faster per epoch but needs more memory.",
+                         1, 1024, choices=(8, 16, 32, 64, 128)),
+    "learning_rate": Option("Learning rate (Adam)", "Adam's step size in phase 1.", **_LEARNING_RATE,
+                            choices=(1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3)),
+    "fine_tune_learning_rate": Option("Fine-tuning learning rate", "Adam's step size in phase 2: small, so the "
+                                                                   "unfrozen ImageNet features are only nudged.",
+                                      **_LEARNING_RATE, choices=(1e-6, 3e-6, 1e-5, 3e-5, 1e-4)),
+    "class_weights": Option("Class weights from counts", "Weigh the rarer class (NORMAL) up so both count equally."),
+    "early_stopping": Option("Early stopping patience (epochs, 0 = off)",
+                             "Stop when val AUC has not improved for this many epochs.", 0, 50),
+    "restore_best": Option("Restore the best weights when stopping early",
+                           "Keep the epoch with the best val AUC rather than the last one."),
+    "reduce_lr": Option("Learning-rate halving patience (epochs, 0 = off)",
+                        "Halve the learning rate when val loss has not improved for this many epochs.", 0, 50),
+    "cyclical_lr": Option("Triangular cyclical learning rate",
+                          "Learning rate goes up and down between two bounds (Smith 2017)."),
+    "clr_min": Option("Cycle's lowest rate", "The cyclical learning rate's bottom.", **_LEARNING_RATE, format="%.0e"),
+    "clr_max": Option("Cycle's highest rate", "The cyclical learning rate's top.", **_LEARNING_RATE, format="%.0e"),
+    "clr_step": Option("Half cycle (batches)", "Batches from the lowest rate to the highest.", 1, 10_000),
+    "seed": Option("Seed", "Same seed, same split and same run.", 0, 2**31 - 1),
+    "mixed_precision": Option("Mixed precision on a GPU", "Float16 arithmetic on a GPU, faster and lighter; "
+                                                          "ignored on a CPU."),
+    "name": Option("Run name (optional)", "How the run is listed; empty lists it by its id."),
+}
+
+# The form's starting point where it depends on the model: ResNet50 at ImageNet's own size, and
+# fewer head-only epochs since phase 2 trains more. TrainConfig's defaults are the CNN's.
+MODEL_DEFAULTS: dict[str, dict] = {"cnn": {}, "resnet50": {"image_size": 224, "epochs": 5}}
 
 
 @dataclass(frozen=True)
@@ -73,6 +168,11 @@ class TrainConfig:
             raise ValueError(f"augmentation should be an object, not {augmentation!r}")
         return cls(**values, augmentation=Augmentation.from_dict(augmentation))
 
+    @classmethod
+    def for_model(cls, model: str) -> TrainConfig:
+        """The recommended settings for ``model``: the defaults with ``MODEL_DEFAULTS`` applied."""
+        return cls(model=model, **MODEL_DEFAULTS[model])
+
     def with_(self, **changes) -> TrainConfig:
         return replace(self, **changes)
 
@@ -86,39 +186,14 @@ class TrainConfig:
 
     def problems(self) -> list[str]:
         """Everything wrong with this config, in words for the user; empty when it is valid."""
-        out = []
-        if not self.dataset.strip():
-            out.append("choose a data set")
-        if self.model not in MODELS:
-            out.append(f"model must be one of {', '.join(MODELS)}, got {self.model!r}")
-        if not 32 <= self.image_size <= 512:
-            out.append(f"image size must be between 32 and 512 px, got {self.image_size}")
-        if not 0 <= self.val_fraction <= 0.5:
-            out.append("the validation share must be between 0 and 50 %")
-        if not 1 <= self.cnn_blocks <= 6:
-            out.append("the CNN needs 1 to 6 conv blocks")
-        elif self.model == "cnn" and self.image_size < 2**self.cnn_blocks:
+        out = [] if self.dataset.strip() else ["choose a data set"]
+        out.extend(p for name, option in OPTIONS.items() if (p := option.problem(getattr(self, name))))
+        blocks_valid = OPTIONS["cnn_blocks"].problem(self.cnn_blocks) is None
+        if self.model == "cnn" and blocks_valid and self.image_size < 2**self.cnn_blocks:
             out.append(f"{self.cnn_blocks} conv blocks need images of at least {2**self.cnn_blocks} px")
-        if not 4 <= self.cnn_filters <= 256:
-            out.append("the CNN's first block needs 4 to 256 filters")
-        if not 0 <= self.cnn_dense <= 2048:
-            out.append("the dense layer must have 0 to 2048 units")
-        if not 0 <= self.dropout < 1:
-            out.append("dropout must be at least 0 and below 1")
         if self.weights not in ("imagenet", "none") and not Path(self.weights).expanduser().is_file():
             out.append(f"weights must be 'imagenet', 'none' or an existing .h5 file; {self.weights!r} not found")
-        if not 0 <= self.unfreeze <= RESNET50_BASE_LAYERS:
-            out.append(f"unfreeze depth must be between 0 and {RESNET50_BASE_LAYERS} (all of ResNet50's layers)")
-        if self.epochs < 1 or self.fine_tune_epochs < 0:
-            out.append("train for at least one epoch (fine-tune epochs may be 0)")
-        if not 1 <= self.batch_size <= 1024:
-            out.append("batch size must be between 1 and 1024")
-        for name in ("learning_rate", "fine_tune_learning_rate", "clr_min", "clr_max"):
-            if not 0 < getattr(self, name) < 1:
-                out.append(f"{name.replace('_', ' ')} must be between 0 and 1")
-        if self.cyclical_lr and (self.clr_min >= self.clr_max or self.clr_step < 1):
-            out.append("cyclical learning rate needs min < max and a step of at least 1 batch")
-        if self.early_stopping < 0 or self.reduce_lr < 0:
-            out.append("patience values cannot be negative")
+        if self.cyclical_lr and self.clr_min >= self.clr_max:
+            out.append("cyclical learning rate needs its lowest rate below its highest")
         out.extend(self.augmentation.problems())
         return out

@@ -36,7 +36,7 @@ def test_nested_two_output_model_is_detected_and_flattened(tmp_path: Path) -> No
     d = predictor.detected
     assert (d.height, d.width, d.channels, d.outputs, d.output_activation) == (40, 48, 3, 2, "softmax")
     assert d.nested == ["base"] and d.builtin_preprocessing == [] and d.suggested_preprocessing == "unit"
-    assert d.default_target == "conv_b" and predictor.label("conv_b") == "base/conv_b"
+    assert d.default_target == "conv_b" and predictor.layer_title("conv_b") == "base/conv_b"
     assert any("nested" in line for line in d.describe())
     # The flat copy computes what the original does, for either choice of pneumonia output.
     gray = np.random.default_rng(0).integers(0, 256, (100, 90), dtype=np.uint8)
@@ -68,6 +68,44 @@ def test_flatten_copies_weights_and_keeps_originals() -> None:
     x = np.random.default_rng(1).random((2, 40, 48, 3)).astype("float32")
     np.testing.assert_allclose(flat(x), model(x), atol=1e-6)
     assert nested == ["base"] and all(layer not in model.layers for layer in flat.layers)
+
+
+def _conv_features(inputs: keras.KerasTensor) -> keras.KerasTensor:
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="conv")(inputs)
+    return keras.layers.GlobalAveragePooling2D()(x)
+
+
+def _head(kind: str) -> tuple[keras.Model, int]:
+    """Output heads found in published models; (model, index of the pneumonia column in its output)."""
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((16, 16, 1))
+    x = _conv_features(inputs)
+    if kind == "sigmoid":
+        return keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(x)), 0
+    if kind == "Activation layer":
+        return keras.Model(inputs, keras.layers.Activation("sigmoid")(keras.layers.Dense(1)(x))), 0
+    if kind == "softmax":
+        return keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x)), 1
+    if kind == "Softmax layer":
+        return keras.Model(inputs, keras.layers.Softmax()(keras.layers.Dense(2)(x))), 1
+    if kind == "list input":  # keras.Model([inp], out), as tf.keras 2 saved many models
+        return keras.Model([inputs], keras.layers.Dense(1, activation="sigmoid")(x)), 0
+    raise ValueError(kind)
+
+
+@pytest.mark.parametrize("kind", ["sigmoid", "Activation layer", "softmax", "Softmax layer", "list input"])
+def test_every_head_gives_the_models_probability_and_finite_log_odds(kind: str, tmp_path: Path) -> None:
+    model, column = _head(kind)
+    predictor = Predictor(load_bytes(_save(model, tmp_path / "m.keras")), preprocessing="unit")
+    gray = np.random.default_rng(0).integers(0, 256, (16, 16), dtype=np.uint8)
+    p = predictor.probability(gray)
+    assert p == pytest.approx(float(model(predictor.prepare(gray))[0, column]), abs=1e-6)
+    assert predictor.log_odds(gray) == pytest.approx(np.log(p / (1 - p)), abs=1e-4)
+    # Scaled until the float32 probability is exactly 0 or 1: the log-odds stay finite and exact.
+    head = next(layer for layer in reversed(predictor.model.layers) if layer.weights)
+    kernel, bias = head.get_weights()
+    head.set_weights([kernel * 1000, bias * 1000])
+    assert np.isfinite(predictor.log_odds(gray)) and abs(predictor.log_odds(gray)) > 50
 
 
 def test_logit_outputs_get_their_activation(tmp_path: Path) -> None:

@@ -7,12 +7,12 @@ from streamlit.testing.v1 import AppTest
 
 from pneumo.runs import jobs
 from pneumo.runs.store import RunStore
-from pneumo.training.augment import PRESETS
-from pneumo.training.config import TrainConfig
+from pneumo.training.augment import PRESETS, TRANSFORMS, preset_name
+from pneumo.training.config import OPTIONS, TrainConfig
 from pneumo.training.engine import run_training
 from tests.conftest import ROOT
 
-APP = str(ROOT / "streamlit_app.py")
+PAGE = str(ROOT / "pages" / "train.py")
 
 
 @pytest.fixture(scope="module")
@@ -27,12 +27,53 @@ def trained_run(tiny_npz: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 
 
 def _train_page(**state) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=180)
+    """The page on its own: it draws the sidebar's data set picker itself, as when opened by URL."""
+    at = AppTest.from_file(PAGE, default_timeout=180)
     at.session_state["ds_size"] = 64
-    at.run()
     for key, value in state.items():
         at.session_state[key] = value
-    return at.switch_page("pages/train.py").run()
+    return at.run()
+
+
+def _form_values(at: AppTest, model: str) -> dict[str, object]:
+    """The form's values by TrainConfig field, read from the widgets keyed tr_<field> or tr_<field>_<model>."""
+    widgets = [*at.number_input, *at.slider, *at.select_slider, *at.toggle, *at.radio, *at.text_input]
+    by_key = {w.key: w.value for w in widgets}
+    return {name: by_key[key] for name in OPTIONS for key in (f"tr_{name}", f"tr_{name}_{model}") if key in by_key}
+
+
+def _assert_defaults(at: AppTest, model: str, changed: set[str]) -> set[str]:
+    """Every field shown, except those the test ``changed``, is at the model's default; returns the fields shown."""
+    default, values = TrainConfig.for_model(model), _form_values(at, model)
+    wrong = {name: value for name, value in values.items() if name not in changed and value != getattr(default, name)}
+    assert not wrong, wrong
+    return set(values)
+
+
+def test_form_starts_at_the_config_defaults() -> None:
+    """A default written into the UI instead of read from TrainConfig would differ here sooner or later."""
+    at = _train_page()
+    assert not at.exception
+    shown = _assert_defaults(at, "cnn", changed=set())
+    assert at.select_slider(key="tr_size_cnn").value == 64  # the sidebar's working size
+    at.toggle(key="tr_cyclical_lr").set_value(True).run()
+    shown |= _assert_defaults(at, "cnn", changed={"cyclical_lr"})
+    at.radio(key="tr_model").set_value("resnet50").run()
+    shown |= _assert_defaults(at, "resnet50", changed={"cyclical_lr"})
+    assert at.select_slider(key="tr_size_resnet50").value == TrainConfig.for_model("resnet50").image_size
+    assert at.number_input(key="tr_epochs_resnet50").label == "Epochs (phase 1: head only)"
+    at.slider(key="tr_unfreeze").set_value(40).run()
+    shown |= _assert_defaults(at, "resnet50", changed={"cyclical_lr", "unfreeze"})
+    # The data set and the validation share are the sidebar's; the image size is keyed tr_size_<model>.
+    assert shown == set(OPTIONS) - {"dataset", "val_fraction", "image_size"}
+
+    preset = at.segmented_control(key="tr_aug_preset")
+    assert preset.value == preset_name(TrainConfig().augmentation)
+    preset.set_value("custom").run()
+    assert not at.exception
+    augmentation = {name: (at.toggle if t.high is None else at.slider)(key=f"tr_aug_{name}").value
+                    for name, t in TRANSFORMS.items()}
+    assert augmentation == TrainConfig().augmentation.to_dict()
 
 
 def test_form_shows_problems_and_disables_start() -> None:

@@ -1,4 +1,9 @@
-"""The three views of the Train page. Streamlit widgets only; the work is in ``pneumo``."""
+"""The three views of the Train page. Streamlit widgets only; the work is in ``pneumo``.
+
+The form's labels, help, ranges, choices and starting values all come from ``pneumo.training``
+(``OPTIONS``, ``TRANSFORMS`` and TrainConfig's defaults), so the form cannot drift from the CLI
+or from what ``TrainConfig.problems`` accepts.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +15,13 @@ from pneumo import charts
 from pneumo.data.sources import ImageSet
 from pneumo.runs import jobs, monitoring
 from pneumo.runs.store import Run, RunStore
-from pneumo.training.augment import HELP, PRESETS, Augmentation, preview
-from pneumo.training.config import IMAGE_SIZES, RESNET50_BASE_LAYERS, TrainConfig
+from pneumo.training.augment import PRESETS, TRANSFORMS, Augmentation, preset_name, preview
+from pneumo.training.config import MODEL_DEFAULTS, MODELS, OPTIONS, TrainConfig
 from ui.common import DatasetChoice, run_picker, synthetic_banner
 
 POLL_SECONDS = 2.0
+MODEL_NAMES = {"cnn": "Custom CNN", "resnet50": "ResNet50 transfer learning"}
+WEIGHT_SOURCES = {"imagenet": "ImageNet weights", "none": "scratch (no weights)", "file": "a .h5 weights file"}
 
 
 @st.cache_resource(show_spinner="Looking for a GPU…")
@@ -45,76 +52,79 @@ def _imagenet_status() -> tuple[bool, str]:
 # --- New run ---------------------------------------------------------------------------
 
 
+def _input(name: str, default: TrainConfig, key: str = "", suffix: str = "") -> object:
+    """The widget for one TrainConfig field, built from its ``OPTIONS`` entry and starting at ``default``.
+
+    On/off fields get a toggle, fields with choices a select-slider, numbers with a step a slider,
+    other numbers a number input over the accepted range. The key is ``tr_<field>`` unless given.
+    """
+    option, value = OPTIONS[name], getattr(default, name)
+    label, common = option.label + suffix, {"help": option.help, "key": key or f"tr_{name}"}
+    if isinstance(value, bool):
+        return st.toggle(label, value, **common)
+    if option.choices:
+        return st.select_slider(label, option.choices, value, **common)
+    kind = type(value)
+    if option.step is not None:
+        return st.slider(label, kind(option.low), kind(option.high), value, kind(option.step), **common)
+    return st.number_input(label, kind(option.low), kind(option.high), value, format=option.format, **common)
+
+
 def new_run(choice: DatasetChoice, image_set: ImageSet) -> None:
-    default = TrainConfig()
     st.caption(f"Data: **{image_set.name}**, validation carved from train: {choice.val_fraction:.0%} "
                "(set both in the sidebar).")
-    model = st.radio("Model", ["cnn", "resnet50"], horizontal=True, key="tr_model",
-                     format_func=lambda m: "Custom CNN" if m == "cnn" else "ResNet50 transfer learning",
-                     help="A small CNN trained from scratch, or ImageNet's ResNet50 with a new head.")
+    model = st.radio(OPTIONS["model"].label, MODELS, MODELS.index(TrainConfig().model), horizontal=True,
+                     key="tr_model", format_func=MODEL_NAMES.get, help=OPTIONS["model"].help)
+    default = TrainConfig.for_model(model)
     left, right = st.columns(2)
     with left:
         st.markdown("**Model and data**")
-        start_size = (choice.size if choice.size in IMAGE_SIZES else default.image_size) if model == "cnn" else 224
-        size = st.select_slider("Image size (px)", IMAGE_SIZES, value=start_size, key=f"tr_size_{model}",
-                                help="Images are squashed to this square size. Starts at the sidebar's working size.")
-        values: dict = {"model": model, "image_size": size}
+        # Starts at the sidebar's working size, unless the model has its own (ResNet50: ImageNet's).
+        follows_sidebar = "image_size" not in MODEL_DEFAULTS[model] and choice.size in OPTIONS["image_size"].choices
+        size_start = default.with_(image_size=choice.size) if follows_sidebar else default
+        values: dict = {"model": model, "image_size": _input("image_size", size_start, key=f"tr_size_{model}")}
         if model == "cnn":
-            values["cnn_blocks"] = st.slider("Conv blocks", 1, 6, default.cnn_blocks,
-                                             help="Conv2D + BatchNorm + ReLU + MaxPool each.")
-            values["cnn_filters"] = st.select_slider("Filters in the first block", [8, 16, 32, 64],
-                                                     default.cnn_filters, help="Each next block doubles them.")
-            values["cnn_dense"] = st.select_slider("Dense layer before the output", [0, 32, 64, 128, 256],
-                                                   default.cnn_dense,
-                                                   help="0 = none: the pooled features feed the output directly.")
+            for name in ("cnn_blocks", "cnn_filters", "cnn_dense"):
+                values[name] = _input(name, default)
         else:
-            values.update(_resnet_options())
-        values["dropout"] = st.slider("Dropout", 0.0, 0.8, 0.3, 0.05, help="Share of features dropped in training.")
+            values.update(_resnet_options(default))
+        values["dropout"] = _input("dropout", default)
     with right:
         st.markdown("**Optimisation**")
-        values["epochs"] = st.number_input("Epochs" + (" (phase 1: head only)" if model == "resnet50" else ""),
-                                           1, 500, default.epochs if model == "cnn" else 5)
-        values["batch_size"] = st.select_slider("Batch size", [8, 16, 32, 64, 128], 32)
-        values["learning_rate"] = st.select_slider("Learning rate (Adam)", [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3],
-                                                   1e-3)
-        values["class_weights"] = st.toggle("Class weights from counts", True,
-                                            help="Weigh the rarer class (NORMAL) up so both count equally.")
-        values["early_stopping"] = st.number_input("Early stopping patience (epochs, 0 = off)", 0, 50, 5,
-                                                   help="Stop when val AUC has not improved for this many epochs.")
-        values["restore_best"] = st.toggle("Restore the best weights when stopping early", True)
-        values["cyclical_lr"] = st.toggle("Triangular cyclical learning rate", False,
-                                          help="Learning rate goes up and down between two bounds (Smith 2017).")
+        # Keyed per model: a keyed widget keeps its value when only its default changes.
+        values["epochs"] = _input("epochs", default, key=f"tr_epochs_{model}",
+                                  suffix=" (phase 1: head only)" if model == "resnet50" else "")
+        for name in ("batch_size", "learning_rate", "class_weights", "early_stopping", "restore_best",
+                     "cyclical_lr"):
+            values[name] = _input(name, default)
         if values["cyclical_lr"]:
-            c1, c2, c3 = st.columns(3)
-            values["clr_min"] = c1.number_input("min", 1e-7, 1e-1, 1e-5, format="%.0e")
-            values["clr_max"] = c2.number_input("max", 1e-7, 1e-1, 1e-4, format="%.0e")
-            values["clr_step"] = c3.number_input("half cycle (batches)", 1, 10_000, 500)
+            for column, name in zip(st.columns(3), ("clr_min", "clr_max", "clr_step"), strict=True):
+                with column:
+                    values[name] = _input(name, default)
         else:
-            values["reduce_lr"] = st.number_input("Halve the learning rate after N flat epochs (0 = off)", 0, 50, 2)
-        values["seed"] = st.number_input("Seed", 0, 2**31 - 1, 0, help="Same seed, same split and same run.")
-        values["mixed_precision"] = st.toggle("Mixed precision on a GPU", True, help="Ignored on a CPU.")
-        values["name"] = st.text_input("Run name (optional)", placeholder="e.g. CNN light augmentation")
+            values["reduce_lr"] = _input("reduce_lr", default)
+        values["seed"] = _input("seed", default)
+        values["mixed_precision"] = _input("mixed_precision", default)
+        values["name"] = st.text_input(OPTIONS["name"].label, default.name, key="tr_name", help=OPTIONS["name"].help,
+                                       placeholder="e.g. CNN light augmentation")
 
-    values["augmentation"] = _augmentation_controls(image_set)
+    values["augmentation"] = _augmentation_controls(image_set, default.augmentation)
     config = TrainConfig(dataset=choice.spec, val_fraction=choice.val_fraction, **values)
     _start_panel(config)
 
 
-def _resnet_options() -> dict:
+def _resnet_options(default: TrainConfig) -> dict:
     values = {}
-    weights = st.radio("Start from", ["imagenet", "none", "file"], horizontal=True, key="tr_weights",
-                       format_func={"imagenet": "ImageNet weights", "none": "scratch (no weights)",
-                                    "file": "a .h5 weights file"}.get)
+    sources = list(WEIGHT_SOURCES)
+    weights = st.radio(OPTIONS["weights"].label, sources, sources.index(default.weights), horizontal=True,
+                       key="tr_weights", format_func=WEIGHT_SOURCES.get, help=OPTIONS["weights"].help)
     if weights == "file":
         weights = st.text_input("Path of the .h5 file", key="tr_weights_path").strip()
     values["weights"] = weights
     if weights == "imagenet":
         found, message = _imagenet_status()
         (st.success if found else st.warning)(message)
-    k = st.slider("Unfreeze depth (top layers trained in phase 2)", 0, RESNET50_BASE_LAYERS, 0, key="tr_unfreeze",
-                  help="0 trains only the new head. The original study unfroze 100. BatchNorm layers always "
-                       "stay frozen.")
-    values["unfreeze"] = k
+    k = values["unfreeze"] = _input("unfreeze", default)
     from pneumo.training import models
 
     blocks = models.trainable_blocks(_resnet_skeleton(), k)
@@ -122,28 +132,27 @@ def _resnet_options() -> dict:
     st.caption(f"Trainable parameters in phase 2: **{int(blocks['trainable params'].sum()):,}** of "
                f"{int(blocks['params'].sum()):,}.")
     if k:
-        values["fine_tune_epochs"] = st.number_input("Fine-tuning epochs (phase 2)", 0, 500, 5)
-        values["fine_tune_learning_rate"] = st.select_slider("Fine-tuning learning rate",
-                                                             [1e-6, 3e-6, 1e-5, 3e-5, 1e-4], 1e-5)
-    values["l2"] = st.select_slider("L2 on the head's dense layer", [0.0, 1e-5, 1e-4, 1e-3, 1e-2], 1e-4)
+        values["fine_tune_epochs"] = _input("fine_tune_epochs", default)
+        values["fine_tune_learning_rate"] = _input("fine_tune_learning_rate", default)
+    values["l2"] = _input("l2", default)
     return values
 
 
-def _augmentation_controls(image_set: ImageSet) -> Augmentation:
+def _augmentation_controls(image_set: ImageSet, default: Augmentation) -> Augmentation:
     st.markdown("**Augmentation** (training only; a saved model never augments)")
-    preset = st.segmented_control("Preset", [*PRESETS, "custom"], default="light", key="tr_aug_preset")
-    base = PRESETS.get(preset or "light", PRESETS["light"])
+    preset = st.segmented_control("Preset", [*PRESETS, "custom"], default=preset_name(default), key="tr_aug_preset")
     if preset == "custom":
-        cols = st.columns(6)
         values = {}
-        for col, (name, top) in zip(cols, (("rotation", 0.5), ("zoom", 0.9), ("shift", 0.5), ("brightness", 0.9),
-                                            ("contrast", 0.9)), strict=False):
-            values[name] = col.slider(name.capitalize(), 0.0, top, float(getattr(PRESETS["light"], name)), 0.01,
-                                      help=HELP[name], key=f"tr_aug_{name}")
-        values["flip"] = cols[5].toggle("Flip", False, help=HELP["flip"], key="tr_aug_flip")
+        for column, (name, transform) in zip(st.columns(len(TRANSFORMS)), TRANSFORMS.items(), strict=True):
+            common = {"help": transform.help, "key": f"tr_aug_{name}"}
+            if transform.high is None:
+                values[name] = column.toggle(name.capitalize(), getattr(default, name), **common)
+            else:  # from 0 (off) to the largest magnitude accepted
+                values[name] = column.slider(name.capitalize(), 0.0, transform.high, float(getattr(default, name)),
+                                             0.01, **common)
         augmentation = Augmentation(**values)
     else:
-        augmentation = base
+        augmentation = PRESETS.get(preset, default)  # preset is None when the user unselects it
         st.caption(", ".join(f"{k} {v}" for k, v in augmentation.to_dict().items() if v) or "no augmentation")
     train = np.flatnonzero((image_set.records["split"] == "train").to_numpy())
     if len(train) and augmentation.active:
@@ -161,7 +170,7 @@ def _start_panel(config: TrainConfig) -> None:
     st.markdown(f"**Device**: {_device()}")
     problems = config.problems()
     for problem in problems:
-        st.error(problem.capitalize())
+        st.error(problem[:1].upper() + problem[1:])  # capitalize() would lower a path's case
     if st.button("Start training", type="primary", icon=":material/play_arrow:", disabled=bool(problems)):
         try:
             run = jobs.submit(config)
