@@ -58,7 +58,7 @@ def test_two_phase_resnet_from_scratch_runs_both_phases(tiny_npz: Path, tmp_path
 def test_invalid_config_and_missing_data_fail_with_a_reason(tiny_npz: Path, tmp_path: Path) -> None:
     run = RunStore().create(_tiny(tiny_npz, epochs=0))
     assert run_training(run, verbose=0) == "failed"
-    assert "at least one epoch" in run.status()["error"]
+    assert "epochs must be between 1" in run.status()["error"]
     run = RunStore().create(_tiny(tiny_npz, dataset=str(tmp_path / "gone")))
     assert run_training(run, verbose=0) == "failed"
     assert "Folder not found" in run.status()["error"]
