@@ -2,11 +2,12 @@
 
     python bench/evaluate_speed.py [--repeats 20]
 
-Recomputes what the page recomputes when the threshold moves: confusion matrix, every metric,
-their 1,000-resample bootstrap intervals, and all five Plotly figures. What does not depend on
-the threshold (curves, AUC interval, sweep, calibration) is computed once per run and split,
-as the page caches it; its time is printed too. Baseline, same run: the bootstrap done the
-obvious way, one scikit-learn call per resample. Goal: <= 100 ms per move.
+Times the functions the page itself calls. On a slider move the page runs
+``evaluate.at_threshold`` (confusion matrix, every metric and its 1,000-resample bootstrap
+interval) and ``charts.threshold_view`` (all five Plotly figures); ``evaluate.threshold_free``
+(curves, AUC interval, sweep, calibration) runs once per run and split, as the page caches it,
+and its time is printed too. Baseline, same run: the bootstrap done the obvious way, one
+scikit-learn call per resample. Goal: <= 100 ms per move.
 """
 
 from __future__ import annotations
@@ -23,28 +24,13 @@ from sklearn import metrics as sk
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pneumo import charts
-from pneumo.evaluation import metrics
+from pneumo.evaluation import evaluate
 
 
-def threshold_free(labels: np.ndarray, probs: np.ndarray) -> tuple:
-    """Computed once per run and split (the page caches it)."""
-    return (metrics.curves(labels, probs), metrics.auc_interval(labels, probs),
-            metrics.sweep(labels, probs, np.linspace(0, 1, 201)), metrics.calibration(labels, probs))
-
-
-def slider_move(labels: np.ndarray, probs: np.ndarray, threshold: float, cached: tuple) -> None:
+def slider_move(labels: np.ndarray, probs: np.ndarray, threshold: float, fixed: evaluate.ThresholdFree) -> None:
     """What the page recomputes when the threshold moves, figures included."""
-    curve, _, sweep, calibration = cached
-    conf = metrics.confusion(labels, probs, threshold)
-    values = conf.metrics()
-    metrics.bootstrap(labels, probs, threshold, resamples=1000)
-    metrics.at_prevalence(values["sensitivity"], values["specificity"], 0.3)
-    charts.confusion_matrix(conf.tp, conf.fp, conf.tn, conf.fn)
-    charts.roc({"run": (curve.fpr, curve.tpr, curve.auc)}, (1 - values["specificity"], values["sensitivity"]))
-    charts.precision_recall({"run": (curve.recall, curve.precision, curve.average_precision)},
-                            (values["sensitivity"], values["ppv"]))
-    charts.metrics_vs_threshold(sweep, threshold)
-    charts.reliability(*calibration)
+    at = evaluate.at_threshold(labels, probs, threshold, fixed)
+    charts.threshold_view("run", at, fixed)
 
 
 def naive_bootstrap(labels: np.ndarray, probs: np.ndarray, threshold: float) -> None:
@@ -63,7 +49,7 @@ def main() -> None:
     labels = (np.arange(624) < 390).astype(int)  # the Kermany test split: 390 pneumonia, 234 normal
     probs = np.clip(rng.normal(0.3 + 0.45 * labels, 0.2), 0, 1)
     start = time.perf_counter()
-    cached = threshold_free(labels, probs)
+    cached = evaluate.threshold_free(labels, probs)
     first = time.perf_counter() - start
     slider_move(labels, probs, 0.5, cached)  # warm-up (plotly templates)
     times = []

@@ -8,6 +8,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 
 from pneumo.data.sources import CLASSES
+from pneumo.evaluation.evaluate import AtThreshold, ThresholdFree
 
 CLASS_COLORS = {"NORMAL": "#1f77b4", "PNEUMONIA": "#ff7f0e"}
 _LAYOUT = dict(margin=dict(l=10, r=10, t=40, b=10), legend_title_text="")
@@ -134,6 +135,20 @@ def unfreeze_diagram(blocks: pd.DataFrame) -> go.Figure:
 
 
 # --- evaluation --------------------------------------------------------------------------
+
+
+def threshold_view(name: str, at: AtThreshold, fixed: ThresholdFree) -> dict[str, go.Figure]:
+    """The Evaluate page's figures for one run at one threshold: what a slider move redraws."""
+    sensitivity, specificity = at.values["sensitivity"], at.values["specificity"]
+    c, curves = at.confusion, fixed.curves
+    return {
+        "confusion": confusion_matrix(c.tp, c.fp, c.tn, c.fn),
+        "roc": roc({name: (curves.fpr, curves.tpr, curves.auc)}, (1 - specificity, sensitivity)),
+        "pr": precision_recall({name: (curves.recall, curves.precision, curves.average_precision)},
+                               (sensitivity, at.values["ppv"])),
+        "sweep": metrics_vs_threshold(fixed.sweep, at.threshold),
+        "calibration": reliability(*fixed.calibration),
+    }
 
 
 def confusion_matrix(tp: int, fp: int, tn: int, fn: int) -> go.Figure:

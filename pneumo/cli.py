@@ -17,7 +17,7 @@ import time
 from dataclasses import fields
 from pathlib import Path
 
-from pneumo.runs.store import RunStore
+from pneumo.runs.store import RunState, RunStore
 from pneumo.training.augment import PRESETS, TRANSFORMS, Augmentation, preset_name
 from pneumo.training.config import OPTIONS, TrainConfig
 
@@ -98,7 +98,7 @@ def _train(config: TrainConfig, queue: bool) -> int:
     print(f"run {run.id} in {run.path}", flush=True)
     state = run_training(run, verbose=1)
     jobs.schedule()  # a run this one waited behind may start now
-    return 0 if state in ("finished", "stopped") else 1
+    return 0 if state in (RunState.FINISHED, RunState.STOPPED) else 1
 
 
 def _worker(run_dir: Path) -> None:

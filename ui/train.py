@@ -14,7 +14,7 @@ import streamlit as st
 from pneumo import charts
 from pneumo.data.sources import ImageSet
 from pneumo.runs import jobs, monitoring
-from pneumo.runs.store import Run, RunStore
+from pneumo.runs.store import Run, RunState, RunStore
 from pneumo.training.augment import PRESETS, TRANSFORMS, Augmentation, preset_name, preview
 from pneumo.training.config import MODEL_DEFAULTS, MODELS, OPTIONS, TrainConfig
 from ui.common import DatasetChoice, run_picker, synthetic_banner
@@ -209,7 +209,7 @@ def _live(run: Run) -> None:
         st.error(f"This run folder is damaged: {run.damage}")
         return
     status, config, history = run.status(), run.config(), run.history()
-    state = status["state"]
+    state = RunState(status["state"])
     seen = st.session_state.setdefault("watch_states", {})
     if seen.setdefault(run.id, state) != state:  # the run changed state: redraw the whole page once
         seen[run.id] = state
@@ -219,10 +219,10 @@ def _live(run: Run) -> None:
     eta = f" · about {monitoring.duration(prog.eta)} to go" if prog.eta is not None else ""
     st.progress(prog.epoch_fraction, text=f"Epoch {prog.epoch} of {prog.epochs} · "
                                           f"{monitoring.duration(prog.elapsed)} elapsed{eta}")
-    if state == "running":
+    if state == RunState.RUNNING:
         st.progress(prog.batch_fraction, text=f"Batch {prog.batch} of {prog.batches}")
     if history.empty:
-        st.info("Waiting for the first epoch to finish…" if state in ("queued", "running") else "No epochs ran.")
+        st.info("Waiting for the first epoch to finish…" if state.active else "No epochs ran.")
     else:
         best = monitoring.best_epoch(history)
         phase2 = status.get("phase2_start") if config.two_phase else None
@@ -241,20 +241,20 @@ def _live(run: Run) -> None:
         st.code(run.log_tail(30) or "(empty)", language=None)
 
 
-def _status_line(run: Run, state: str, status: dict) -> None:
+def _status_line(run: Run, state: RunState, status: dict) -> None:
     device = status.get("device", "")
-    if state in ("queued", "running"):
+    if state.active:
         c1, c2 = st.columns([4, 1])
         c1.markdown(f"**{run.name}** · {state} · {device}")
         if c2.button("Stop", icon=":material/stop:", key="stop_run"):
             jobs.stop(run)
             st.toast("Stopping after the current batch; the model so far is kept.")
-    elif state == "failed":
+    elif state == RunState.FAILED:
         st.error(f"**This run failed.** {status.get('error') or ''}", icon=":material/error:")
         st.code(run.log_tail(12) or "(no log)", language=None)
         if st.button("Resume from the last checkpoint", icon=":material/replay:", key="resume_run"):
             jobs.resume(run)
-    elif state == "stopped":
+    elif state == RunState.STOPPED:
         st.warning(f"**{run.name}** stopped. {status.get('note') or ''}")
         if st.button("Resume", icon=":material/replay:", key="resume_run"):
             jobs.resume(run)
@@ -305,7 +305,7 @@ def runs_table() -> None:
     with c3.popover("Delete…", icon=":material/delete:"):
         st.write(f"Delete **{names.get(target, target)}** and all its files?")
         if st.button("Yes, delete", type="primary", key=f"delete_{target}"):
-            if run.damage is None and run.status()["state"] in ("queued", "running"):
+            if run.damage is None and run.state.active:
                 st.error("Stop the run first.")
             else:
                 store.delete(run)

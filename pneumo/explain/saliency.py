@@ -58,9 +58,9 @@ def saliency(predictor: Predictor, gray: np.ndarray, method: str, layer: str | N
             cam = GradcamPlusPlus(model)(score, x, penultimate_layer=target, seek_penultimate_conv_layer=False,
                                          normalize_cam=False)
         elif method == "Faster-ScoreCAM":
+            maps = min(FASTER_SCORECAM_MAPS, target.output.shape[-1])
             cam = Scorecam(model)(predictor.score_of_softmax, x, penultimate_layer=target,
-                                  seek_penultimate_conv_layer=False, max_N=min(FASTER_SCORECAM_MAPS, target.output.shape[-1]),
-                                  normalize_cam=False)
+                                  seek_penultimate_conv_layer=False, max_N=maps, normalize_cam=False)
         elif method == "SmoothGrad":
             cam = _smoothgrad(model, score, x)
         else:

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from pneumo.paths import PROJECT_ROOT
-from pneumo.runs.store import Run, RunStore
+from pneumo.runs.store import Run, RunState, RunStore
 from pneumo.training.config import TrainConfig
 
 
@@ -65,8 +65,8 @@ def schedule(store: RunStore | None = None, limit: int | None = None) -> list[Ru
     with _queue_lock(store):
         reconcile(store)
         runs = [r for r in store.runs() if r.damage is None]
-        running = sum(r.status()["state"] == "running" for r in runs)
-        for run in sorted((r for r in runs if r.status()["state"] == "queued"), key=lambda r: r.status()["created"]):
+        running = sum(r.state == RunState.RUNNING for r in runs)
+        for run in sorted((r for r in runs if r.state == RunState.QUEUED), key=lambda r: r.status()["created"]):
             if running >= limit:
                 break
             _spawn(run)
@@ -85,7 +85,7 @@ def _spawn(run: Run) -> None:
     )
     log.close()
     _children.append(process)
-    run.update_status(state="running", pid=process.pid, started=time.time(), error=None)
+    run.update_status(state=RunState.RUNNING, pid=process.pid, started=time.time(), error=None)
 
 
 _children: list[subprocess.Popen] = []  # reaped in reconcile, so dead workers leave no zombies
@@ -119,10 +119,10 @@ def reconcile(store: RunStore) -> list[Run]:
         if run.damage is not None:
             continue
         status = run.status()
-        if status["state"] == "running" and not is_alive(run):
+        if status["state"] == RunState.RUNNING and not is_alive(run):
             epoch = status.get("epoch")
             where = f" during epoch {epoch}" if epoch else " before its first epoch"
-            run.update_status(state="failed", ended=time.time(), error=(
+            run.update_status(state=RunState.FAILED, ended=time.time(), error=(
                 f"The training process (pid {status.get('pid')}) died{where} without finishing: killed, or out "
                 "of memory. Everything written so far is kept; resume to go on from the last checkpoint."))
             dead.append(run)
@@ -133,18 +133,17 @@ def stop(run: Run) -> None:
     """Graceful stop: the trainer checks the flag after every batch and saves the model so far.
     A queued run is simply taken off the queue."""
     with _queue_lock(RunStore(run.path.parent)):
-        if run.status()["state"] == "queued":
-            run.update_status(state="stopped", ended=time.time(), note="cancelled before it started")
+        if run.state == RunState.QUEUED:
+            run.update_status(state=RunState.STOPPED, ended=time.time(), note="cancelled before it started")
             return
     run.file("stop").touch()
 
 
 def resume(run: Run) -> None:
     """Put a failed or stopped run back in the queue; it goes on from its last checkpoint."""
-    state = run.status()["state"]
-    if state not in ("failed", "stopped"):
-        raise ValueError(f"only failed or stopped runs can be resumed; this one is {state}")
+    if not run.state.resumable:
+        raise ValueError(f"only failed or stopped runs can be resumed; this one is {run.state}")
     run.file("stop").unlink(missing_ok=True)
-    run.update_status(state="queued", error=None, note=None, ended=None,
+    run.update_status(state=RunState.QUEUED, error=None, note=None, ended=None,
                       resumed=int(run.status().get("resumed", 0)) + 1)
     schedule(RunStore(run.path.parent))

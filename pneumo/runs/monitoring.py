@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pneumo.runs.store import Run
+from pneumo.runs.store import Run, RunState
 from pneumo.training.augment import preset_name
 
 
@@ -48,7 +48,7 @@ def progress(run: Run, now: float | None = None) -> Progress:
     batches = int(status.get("batches_per_epoch") or 0)
     batch = int(status.get("batch") or 0)
     eta = None
-    if status.get("state") == "running" and done and "seconds" in history:
+    if status.get("state") == RunState.RUNNING and done and "seconds" in history:
         per_epoch = float(history["seconds"].mean())
         in_epoch = batch / batches if batches else 0.0
         eta = max(0.0, (epochs - done - in_epoch) * per_epoch)

@@ -29,27 +29,35 @@ import tempfile
 import time
 import zipfile
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 import pandas as pd
 
+from pneumo.files import replace_atomically, write_json
 from pneumo.paths import runs_dir
 from pneumo.training.config import TrainConfig
 
-STATES = ("queued", "running", "finished", "failed", "stopped")
-ACTIVE = ("queued", "running")
+PREDICTION_COLUMNS = ["split", "id", "label", "prob", "patient"]
 
 
-def write_json(path: Path, data: dict) -> None:
-    """Replace ``path`` atomically: a reader sees the old file or the new one, never half."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1, default=str)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+class RunState(StrEnum):
+    """Where a run is in its life; stored as its value in status.json."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+    @property
+    def active(self) -> bool:
+        """Waiting for a training process or in one: not to be deleted or resumed."""
+        return self in (RunState.QUEUED, RunState.RUNNING)
+
+    @property
+    def resumable(self) -> bool:
+        return self in (RunState.FAILED, RunState.STOPPED)
 
 
 def append_row(path: Path, row: dict, columns: list[str]) -> None:
@@ -114,6 +122,10 @@ class Run:
     def status(self) -> dict:
         return json.loads(self.file("status.json").read_text())
 
+    @property
+    def state(self) -> RunState:
+        return RunState(self.status()["state"])
+
     def update_status(self, **changes: object) -> dict:
         status = {**self.status(), **changes, "updated": time.time()}
         write_json(self.file("status.json"), status)
@@ -135,7 +147,7 @@ class Run:
             self.config()
         except (TypeError, ValueError) as exc:
             return f"config.json is not a valid configuration ({exc})"
-        if self.status().get("state") not in STATES:
+        if self.status().get("state") not in set(RunState):
             return "status.json has no valid state"
         return None
 
@@ -148,7 +160,7 @@ class Run:
         for name in ("best.keras", "last.keras"):
             if self.file(name).exists() and not zipfile.is_zipfile(self.file(name)):
                 return f"{name} is corrupt (not a Keras archive)"
-        if self.status().get("state") == "finished" and self.model_file() is None:
+        if self.state == RunState.FINISHED and self.model_file() is None:
             return "finished, but its model file (best.keras) is missing"
         return None
 
@@ -169,8 +181,13 @@ class Run:
         return _numeric(read_csv(self.file("batches.csv")), required=["step"])
 
     def predictions(self) -> pd.DataFrame:
-        return _numeric(read_csv(self.file("predictions.csv")), required=["split", "id", "label", "prob"],
+        return _numeric(read_csv(self.file("predictions.csv")), required=PREDICTION_COLUMNS[:4],
                         text=["split", "id", "patient"])
+
+    def write_predictions(self, frame: pd.DataFrame) -> None:
+        """predictions.csv, replaced whole: the Evaluate page may be reading the old one."""
+        replace_atomically(self.file("predictions.csv"),
+                           lambda tmp: frame.reindex(columns=PREDICTION_COLUMNS).to_csv(tmp, index=False))
 
     def model_file(self) -> Path | None:
         """The model to use: the best one, else the one saved when the run stopped."""
@@ -202,7 +219,7 @@ class RunStore:
         run = Run(self.root / f"{stamp}-{config.model}-{secrets.token_hex(2)}")
         tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=".new-"))
         write_json(tmp / "config.json", config.to_dict())
-        write_json(tmp / "status.json", {"state": "queued", "created": time.time(), "updated": time.time()})
+        write_json(tmp / "status.json", {"state": RunState.QUEUED, "created": time.time(), "updated": time.time()})
         tmp.rename(run.path)  # the run appears whole, or not at all
         return run
 

@@ -14,6 +14,7 @@ import time
 import keras
 import numpy as np
 
+from pneumo.files import replace_atomically
 from pneumo.runs.store import Run, append_row, read_csv
 
 HISTORY_COLUMNS = ["epoch", "phase", "loss", "accuracy", "auc", "precision", "recall", "val_loss", "val_accuracy",
@@ -93,10 +94,8 @@ class RunMonitor(keras.callbacks.Callback):
             frame = read_csv(self.run.file(name))
             if frame.empty or "epoch" not in frame or (frame["epoch"] < epoch).all():
                 continue
-            kept = frame[frame["epoch"] < epoch]
-            tmp = self.run.file(name + ".tmp")
-            kept.reindex(columns=columns).to_csv(tmp, index=False)
-            tmp.replace(self.run.file(name))
+            kept = frame[frame["epoch"] < epoch].reindex(columns=columns)
+            replace_atomically(self.run.file(name), lambda tmp, kept=kept: kept.to_csv(tmp, index=False))
 
 
 class TriangularCyclicLR(keras.callbacks.Callback):

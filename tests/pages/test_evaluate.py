@@ -6,11 +6,12 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from pneumo.runs.store import Run, RunStore, write_json
+from pneumo.files import write_json
+from pneumo.runs.store import Run, RunStore
 from pneumo.training.config import TrainConfig
 from tests.conftest import ROOT
 
-APP = str(ROOT / "streamlit_app.py")
+PAGE = str(ROOT / "pages" / "evaluate.py")
 
 
 def _run_with_predictions(name: str, noise: float, seed: int) -> Run:
@@ -29,10 +30,7 @@ def _run_with_predictions(name: str, noise: float, seed: int) -> Run:
 
 
 def _page() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.session_state["ds_size"] = 64
-    at.run()
-    return at.switch_page("pages/evaluate.py").run()
+    return AppTest.from_file(PAGE, default_timeout=120).run()
 
 
 def test_no_runs_says_what_to_do() -> None:
@@ -67,3 +65,25 @@ def test_strategy_chosen_on_validation_and_runs_compared() -> None:
     table = at.dataframe[1].value
     assert list(table["run"]) == ["good", "worse"]
     assert (table["sensitivity"] >= 0.85).all()
+
+
+def test_predictions_are_read_once_per_change(monkeypatch: pytest.MonkeyPatch) -> None:
+    run = _run_with_predictions("good", 0.15, 0)
+    reads = []
+    original = Run.predictions
+    monkeypatch.setattr(Run, "predictions", lambda self: reads.append(self.id) or original(self))
+    at = _page()
+    for value in (0.6, 0.7, 0.8):
+        at.slider(key=f"ev_thr_{run.id}").set_value(value).run()
+    assert not at.exception and reads == [run.id]
+    _run_with_predictions("good", 0.2, 5).file("predictions.csv").replace(run.file("predictions.csv"))
+    at.slider(key=f"ev_thr_{run.id}").set_value(0.5).run()  # the file changed: read again, once
+    assert reads == [run.id, run.id]
+
+
+def test_runs_with_the_same_name_are_both_compared() -> None:
+    a, b = _run_with_predictions("same", 0.1, 0), _run_with_predictions("same", 0.45, 1)
+    at = _page()
+    at.multiselect[0].set_value([a.id, b.id]).run()
+    assert not at.exception
+    assert len(at.dataframe[1].value) == 2

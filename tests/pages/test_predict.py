@@ -12,7 +12,8 @@ from pneumo.data import cache
 from pneumo.data.sources import parse_spec
 from pneumo.explain.predictor import Predictor, load_file
 from pneumo.explain.saliency import saliency
-from pneumo.runs.store import Run, RunStore, write_json
+from pneumo.files import write_json
+from pneumo.runs.store import Run, RunStore
 from pneumo.training.config import TrainConfig
 from tests import films
 from tests.conftest import ROOT

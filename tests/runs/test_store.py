@@ -1,34 +1,11 @@
 import json
-import threading
 from pathlib import Path
 
 import pandas as pd
 
-from pneumo.runs.store import Run, RunStore, append_row, read_csv, write_json
+from pneumo.files import write_json
+from pneumo.runs.store import Run, RunState, RunStore, append_row, read_csv
 from pneumo.training.config import TrainConfig
-
-
-def test_write_json_is_atomic_under_concurrent_readers(tmp_path: Path) -> None:
-    path = tmp_path / "status.json"
-    write_json(path, {"n": 0, "pad": "x" * 20000})
-    errors = []
-    done = threading.Event()
-
-    def reader() -> None:
-        while not done.is_set():
-            try:
-                json.loads(path.read_text())
-            except ValueError as exc:  # a torn file would show up here
-                errors.append(exc)
-
-    thread = threading.Thread(target=reader)
-    thread.start()
-    for n in range(300):
-        write_json(path, {"n": n, "pad": "x" * 20000})
-    done.set()
-    thread.join()
-    assert errors == [] and json.loads(path.read_text())["n"] == 299
-    assert [p.name for p in tmp_path.iterdir()] == ["status.json"]  # no temp files left
 
 
 def test_read_csv_ignores_a_half_written_last_line(tmp_path: Path) -> None:
@@ -89,3 +66,15 @@ def test_history_frames_are_dataframes(tmp_path: Path) -> None:
     assert run.model_file() is None
     run.file("last.keras").write_bytes(b"x")
     assert run.model_file() == run.file("last.keras")
+
+
+def test_states_and_predictions_belong_to_the_store(tmp_path: Path) -> None:
+    run = RunStore(tmp_path).create(TrainConfig())
+    assert run.state == RunState.QUEUED and run.state.active and not run.state.resumable
+    assert json.loads(run.file("status.json").read_text())["state"] == "queued"  # stored as plain text
+    frame = pd.DataFrame({"patient": ["p1"], "prob": [0.25], "label": [1], "id": ["test/1"], "split": ["test"]})
+    run.write_predictions(frame)
+    assert run.file("predictions.csv").read_text().splitlines()[0] == "split,id,label,prob,patient"
+    assert run.predictions().to_dict("records") == [
+        {"split": "test", "id": "test/1", "label": 1, "prob": 0.25, "patient": "p1"}]
+    assert [p.name for p in tmp_path.glob(f"{run.id}/.*")] == []  # no temporary file left behind

@@ -1,0 +1,157 @@
+"""Evaluate page sections. The numbers come from ``pneumo.evaluation.evaluate``; this draws them.
+
+Each run's predictions are read once per change of its file (keyed by size and time), not on
+every rerun: a slider move re-reads nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from pneumo import charts
+from pneumo.evaluation import evaluate, metrics
+from pneumo.evaluation.evaluate import ThresholdFree, ThresholdRule, on_split
+from pneumo.runs.store import Run, RunStore
+from ui.common import run_image_set
+
+ERRORS_SHOWN = 12
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _read_predictions(path: str, stamp: tuple[int, int]) -> pd.DataFrame:
+    return Run(Path(path)).predictions()
+
+
+def _stamp(run: Run) -> tuple[int, int] | None:
+    try:
+        stat = run.file("predictions.csv").stat()
+    except OSError:
+        return None
+    return stat.st_size, stat.st_mtime_ns
+
+
+def predictions(run: Run) -> pd.DataFrame:
+    """The run's predictions.csv, read again only when the file changes."""
+    stamp = _stamp(run)
+    return pd.DataFrame() if stamp is None else _read_predictions(str(run.path), stamp)
+
+
+def runs_with_predictions() -> list[Run]:
+    return [r for r in RunStore().runs() if r.damage is None and not predictions(r).empty]
+
+
+def threshold_rule() -> tuple[str, ThresholdRule]:
+    """The split to show and how thresholds are set, from the controls at the top of the page."""
+    c1, c2, c3 = st.columns([1, 2, 2])
+    split = c1.segmented_control("Split", ["test", "val"], default="test", key="ev_split") or "test"
+    strategy = c2.selectbox("Threshold", metrics.STRATEGIES, key="ev_strategy",
+                            help="Every strategy but manual is chosen on the run's validation split "
+                                 "(patient-grouped, carved from train) and then applied here: choosing it on test "
+                                 "would flatter the model.")
+    rule = ThresholdRule(strategy)
+    if strategy == "target sensitivity":
+        rule = ThresholdRule(strategy, target_sensitivity=c3.slider("Target sensitivity", 0.5, 1.0, 0.95, 0.01,
+                                                                    key="ev_target"))
+    elif strategy == "min expected cost":
+        rule = ThresholdRule(strategy, cost_ratio=c3.number_input(
+            "Cost of a missed pneumonia ÷ cost of a false alarm", 0.1, 1000.0, 5.0, key="ev_cost"))
+    return split, rule
+
+
+def _remembered() -> dict[str, float]:
+    """Thresholds per run id, kept for the session: the Predict page decides with them."""
+    return st.session_state.setdefault("thresholds", {})
+
+
+def threshold_for(run: Run, rule: ThresholdRule) -> float:
+    """A run's threshold under ``rule``; a manual one is the run's remembered value."""
+    return replace(rule, manual=_remembered().get(run.id, 0.5)).threshold(predictions(run))
+
+
+def choose_threshold(run: Run, rule: ThresholdRule, split: str) -> float:
+    """The slider (manual) or the strategy's threshold, said in words; remembered for Predict."""
+    if rule.strategy == "manual":
+        threshold = st.slider("Decision threshold (probability of pneumonia)", 0.0, 1.0,
+                              float(_remembered().get(run.id, 0.5)), 0.01, key=f"ev_thr_{run.id}")
+    else:
+        threshold = threshold_for(run, rule)
+        st.markdown(f"Threshold **{threshold:.3f}**, chosen by *{rule.strategy}* on the validation split and applied "
+                    f"to {split}.")
+    _remembered()[run.id] = threshold
+    return threshold
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _threshold_free(path: str, stamp: tuple[int, int] | None, split: str) -> ThresholdFree:
+    data = on_split(_read_predictions(path, stamp), split)
+    return evaluate.threshold_free(data["label"].to_numpy(), data["prob"].to_numpy())
+
+
+def at_threshold(run: Run, data: pd.DataFrame, threshold: float, split: str) -> None:
+    """Confusion matrix, metrics with intervals, prevalence, curves and calibration at ``threshold``."""
+    labels, probs = data["label"].to_numpy(), data["prob"].to_numpy()
+    fixed = _threshold_free(str(run.path), _stamp(run), split)
+    at = evaluate.at_threshold(labels, probs, threshold, fixed)
+    figures = charts.threshold_view(run.name, at, fixed)
+    left, right = st.columns([1, 1])
+    left.plotly_chart(figures["confusion"], width="stretch")
+    right.dataframe(at.table, hide_index=True, width="stretch")
+    right.caption(f"{len(labels)} {split} images, {int(labels.sum())} with pneumonia. Intervals: "
+                  f"{evaluate.RESAMPLES:,} bootstrap resamples of the images.")
+    prevalence = right.number_input("Prevalence where the model would be used (%)", 0.1, 99.9,
+                                    round(100 * labels.mean(), 1), key="ev_prevalence") / 100
+    ppv, npv = metrics.at_prevalence(at.values["sensitivity"], at.values["specificity"], prevalence)
+    right.markdown(f"At {prevalence:.1%} prevalence: a positive call is right **{ppv:.1%}** of the time (PPV), "
+                   f"a negative call **{npv:.1%}** (NPV).")
+    c1, c2, c3 = st.columns(3)
+    c1.plotly_chart(figures["roc"], width="stretch")
+    c2.plotly_chart(figures["pr"], width="stretch")
+    c3.plotly_chart(figures["sweep"], width="stretch")
+    with st.expander("Calibration: do the probabilities mean what they say?"):
+        st.plotly_chart(figures["calibration"], width="stretch")
+
+
+def errors(run: Run, data: pd.DataFrame, threshold: float) -> None:
+    """The images in one cell of the confusion matrix, the most confident first."""
+    st.subheader("Errors")
+    cell = st.selectbox("Show", list(evaluate.CELLS), key="ev_cell")
+    chosen = evaluate.errors(data, threshold, cell)
+    st.caption(f"{len(chosen)} images; showing up to {ERRORS_SHOWN}, the most confident first.")
+    config = run.config()
+    image_set = run_image_set(config.dataset, config.image_size)
+    if image_set is None:
+        st.info("The run's data set is not available here, so its images cannot be shown.")
+        return
+    index = {item: i for i, item in enumerate(image_set.records["id"])}
+    cols = st.columns(6)
+    for n, row in enumerate(chosen.head(ERRORS_SHOWN).itertuples()):
+        if row.id in index:
+            cols[n % 6].image(np.asarray(image_set.images[index[row.id]]), caption=f"p = {row.prob:.3f}",
+                              width="stretch")
+
+
+def compare(runs: list[Run], rule: ThresholdRule, split: str, first_threshold: float) -> None:
+    """Several runs on one split, each at its own threshold, and the first two tested pairwise."""
+    st.subheader("Compare runs")
+    names = [run.name for run in runs]
+    label = {run.id: run.name if names.count(run.name) == 1 else f"{run.name} · {run.id}" for run in runs}
+    frames = {label[run.id]: predictions(run) for run in runs}
+    thresholds = {label[run.id]: threshold_for(run, rule) for run in runs[1:]}
+    thresholds[label[runs[0].id]] = first_threshold
+    curves, table = evaluate.comparison(frames, thresholds, split)
+    c1, c2 = st.columns(2)
+    c1.plotly_chart(charts.roc({n: (c.fpr, c.tpr, c.auc) for n, c in curves.items()}), width="stretch")
+    c2.plotly_chart(charts.precision_recall({n: (c.recall, c.precision, c.average_precision)
+                                             for n, c in curves.items()}), width="stretch")
+    st.dataframe(table, hide_index=True, width="stretch")
+    first, second = label[runs[0].id], label[runs[1].id]
+    result = evaluate.paired(frames[first], frames[second], split)
+    if result is None:
+        st.info("These two runs were scored on different images, so their AUCs cannot be compared pairwise.")
+    else:
+        st.markdown(result.sentence(first, second, split))
