@@ -14,6 +14,16 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 REAL_CHEST_XRAY = SHARED_DATA / "chest_xray"
 
 
+# Fixtures that really train a model: every test using one is slow.
+_TRAINING_FIXTURES = {"trained_cnn", "trained_run"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if _TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True)
 def isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every test gets its own cache and run store, so none sees another's files."""

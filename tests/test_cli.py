@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from pneumo.cli import config_from_args, main
 from pneumo.runs.store import RunStore
 from tests.conftest import ROOT
@@ -14,6 +16,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
                           timeout=600)
 
 
+@pytest.mark.slow
 def test_train_in_the_foreground_then_list(tiny_npz: Path) -> None:
     done = _cli("train", "--dataset", str(tiny_npz), "--image-size", "64", "--epochs", "2", "--cnn-blocks", "3",
                 "--cnn-filters", "8", "--val-fraction", "0", "--augment", "none", "--name", "from the cli")

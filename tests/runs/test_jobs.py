@@ -49,6 +49,7 @@ def test_invalid_config_is_refused_before_anything_starts() -> None:
     assert RunStore().runs() == []
 
 
+@pytest.mark.slow
 def test_queue_runs_one_at_a_time_then_the_next_starts_by_itself(tiny_npz: Path) -> None:
     store = RunStore()
     first = jobs.submit(_config(tiny_npz, epochs=2, name="first"), store)
@@ -78,6 +79,7 @@ def _mid_epoch(run: Run) -> bool:
     return int(last["epoch"]) > len(history) and 8 <= int(last["batch"]) <= 30  # 38 batches an epoch
 
 
+@pytest.mark.slow
 def test_stop_is_graceful_and_kill_is_detected_then_resume_completes(tiny_npz: Path) -> None:
     store = RunStore()
     other = jobs.submit(_config(tiny_npz, epochs=1, name="other"), store)

@@ -19,6 +19,7 @@ def _tiny(tiny_npz: Path, **changes) -> TrainConfig:
     return TrainConfig(**{**settings, **changes})
 
 
+@pytest.mark.slow
 def test_short_training_learns_and_writes_the_run_folder(tiny_npz: Path) -> None:
     run = RunStore().create(_tiny(tiny_npz))
     assert run_training(run, verbose=0) == "finished"
@@ -42,6 +43,7 @@ def test_short_training_learns_and_writes_the_run_folder(tiny_npz: Path) -> None
     assert not run.file("backup").exists()  # checkpoints are cleared once a run finishes
 
 
+@pytest.mark.slow
 def test_two_phase_resnet_from_scratch_runs_both_phases(tiny_npz: Path, tmp_path: Path) -> None:
     """On a tenth of the tiny set: ResNet50's cost here is in building and tracing, not in learning."""
     with np.load(tiny_npz) as full:

@@ -70,7 +70,8 @@ def test_batchnorm_stays_frozen_and_in_inference_mode(resnet: keras.Model) -> No
         np.testing.assert_array_equal(bn.moving_mean.numpy(), mean)
 
 
-@pytest.mark.parametrize("config", [TrainConfig(image_size=64, augmentation=PRESETS["heavy"]), RESNET])
+@pytest.mark.parametrize("config", [TrainConfig(image_size=64, augmentation=PRESETS["heavy"]),
+                                    pytest.param(RESNET, marks=pytest.mark.slow)])
 def test_saved_model_reloads_in_safe_mode_with_same_outputs(tmp_path, config: TrainConfig) -> None:
     model = models.build(config)
     path = tmp_path / "m.keras"
