@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from ui.common import current_choice, load_dataset, synthetic_banner
+from ui.common import current_choice, load_image_set, synthetic_banner
 from ui.train import new_run, runs_table, watch
 
 VIEWS = ["New run", "Watch", "Runs"]
@@ -15,7 +15,7 @@ if "train_view_next" in st.session_state:
 view = st.segmented_control("View", VIEWS, key="train_view", label_visibility="collapsed") or "New run"
 
 if view == "New run":
-    image_set = load_dataset(choice)
+    image_set = load_image_set(choice)
     synthetic_banner(image_set)
     new_run(choice, image_set)
 elif view == "Watch":

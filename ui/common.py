@@ -14,13 +14,13 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from pneumo.data import cache, mnist, stats
-from pneumo.data.sources import DatasetError, ImageSet, parse_spec
+from pneumo.data import cache, mnist
+from pneumo.data.sources import DatasetError, FolderSource, ImageSet, NpzSource, Source, parse_spec
 from pneumo.paths import default_dataset_spec
 from pneumo.training.config import TrainConfig
 
 KINDS = ("Synthetic", "PneumoniaMNIST", "Folder")
-IMAGE_SIZES = (64, 128, 160, 224)
+WORKING_SIZES = (64, 128, 160, 224)  # the sizes the sidebar decodes a data set at
 
 
 @dataclass(frozen=True)
@@ -33,28 +33,37 @@ class DatasetChoice:
     seed: int = 0
 
 
-def _initial_state() -> None:
-    """Seed the picker from ``PNEUMO_DATA``; keys already in session state are kept."""
+def _initial_state() -> str | None:
+    """Seed the picker from ``PNEUMO_DATA``; keys already in session state are kept.
+
+    Returns why ``PNEUMO_DATA`` cannot be used, if it cannot: the picker then opens on Synthetic.
+    """
     spec = default_dataset_spec()
     defaults = {"ds_kind": "Synthetic", "ds_folder": "", "ds_mnist_size": 128, "ds_npz": "",
                 "ds_size": TrainConfig().image_size, "ds_val_pct": 10}
-    if spec.lower().startswith("pneumoniamnist:"):
-        size = spec.partition(":")[2]
-        defaults.update(ds_kind="PneumoniaMNIST",
-                        ds_mnist_size=int(size) if size.isdigit() and int(size) in mnist.SIZES else 128)
-    elif spec.lower().endswith(".npz"):
-        defaults.update(ds_kind="PneumoniaMNIST", ds_npz=spec)
-    elif not spec.startswith("synthetic"):
-        defaults.update(ds_kind="Folder", ds_folder=spec)
+    problem = None
+    try:
+        source: Source | None = parse_spec(spec)
+    except DatasetError as exc:
+        source, problem = None, f"PNEUMO_DATA={spec!r} cannot be used: {exc}. Opened on the synthetic set."
+    if isinstance(source, FolderSource):
+        defaults.update(ds_kind="Folder", ds_folder=source.spec)
+    elif isinstance(source, NpzSource) and source.path is not None:
+        defaults.update(ds_kind="PneumoniaMNIST", ds_npz=source.spec)
+    elif isinstance(source, NpzSource):
+        defaults.update(ds_kind="PneumoniaMNIST", ds_mnist_size=source.mnist_size)
     for key, value in defaults.items():
         st.session_state.setdefault(key, value)
+    return problem
 
 
 def dataset_picker() -> DatasetChoice:
     """Sidebar widgets; their state lives in session state, so it survives page changes."""
-    _initial_state()
+    problem = _initial_state()
     with st.sidebar:
         st.subheader("Data set")
+        if problem:
+            st.error(problem)
         kind = st.radio("Source", KINDS, key="ds_kind", horizontal=True,
                         help="Synthetic works offline; PneumoniaMNIST is downloaded once; "
                              "Folder is your own Kaggle chest-xray-pneumonia download.")
@@ -69,7 +78,7 @@ def dataset_picker() -> DatasetChoice:
             spec = npz.strip() or f"pneumoniamnist:{st.session_state.ds_mnist_size}"
         else:
             spec = "synthetic"
-        size = st.selectbox("Working image size (px)", IMAGE_SIZES, key="ds_size",
+        size = st.selectbox("Working image size (px)", WORKING_SIZES, key="ds_size",
                             help="Images are decoded once at this square size and cached on disk.")
         val_pct = st.slider("Validation carved from train (%)", 0, 30, key="ds_val_pct",
                             help="Patient-grouped and stratified by class. 0 keeps the data set's own "
@@ -100,12 +109,12 @@ def run_picker(label: str, names: dict[str, str], state_key: str) -> str:
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
-def _cached_set(spec: str, size: int, fingerprint: str) -> ImageSet:
-    return cache.load(parse_spec(spec), size)
+def _cached_set(spec: str, size: int, key: str) -> ImageSet:
+    return cache.load(parse_spec(spec), size, key=key)
 
 
-def load_dataset(choice: DatasetChoice) -> ImageSet:
-    """The decoded data set; a first scan shows a progress bar with an ETA.
+def load_image_set(choice: DatasetChoice) -> ImageSet:
+    """The chosen data set, decoded; a first scan shows a progress bar with an ETA.
 
     Stops the page with a clear message when the data set cannot be used.
     """
@@ -114,16 +123,16 @@ def load_dataset(choice: DatasetChoice) -> ImageSet:
         st.stop()
     try:
         source = parse_spec(choice.spec)
-        fingerprint = source.fingerprint(choice.size, cache.ResizeMode.SQUASH)
-        if not cache.is_cached(source, choice.size):
-            _build_with_progress(source, choice.size)
-        return _cached_set(choice.spec, choice.size, fingerprint)
+        key = cache.entry_key(source, choice.size)  # lists a folder: the only time on this rerun
+        if not cache.is_cached(key):
+            _build_with_progress(source, choice.size, key)
+        return _cached_set(choice.spec, choice.size, key)
     except DatasetError as exc:
         st.error(str(exc))
         st.stop()
 
 
-def _build_with_progress(source, size: int) -> None:
+def _build_with_progress(source: Source, size: int, key: str) -> None:
     bar = st.progress(0.0, text=f"First scan of {source.name}: decoding images once…")
     start = time.monotonic()
 
@@ -133,14 +142,8 @@ def _build_with_progress(source, size: int) -> None:
         bar.progress(done / total,
                      text=f"Decoding {done:,} / {total:,} images · {elapsed:.0f} s elapsed · ETA {eta:.0f} s")
 
-    cache.load(source, size, progress=progress)
+    cache.load(source, size, progress=progress, key=key)
     bar.empty()
-
-
-@st.cache_data(show_spinner="Computing statistics…", max_entries=8)
-def image_statistics(key: str, _image_set: ImageSet) -> dict:
-    """Histograms and mean images: the only statistics that read every pixel, so cached."""
-    return {"histograms": stats.intensity_histograms(_image_set), "means": stats.mean_images(_image_set)}
 
 
 def synthetic_banner(image_set: ImageSet | None = None, spec: str = "") -> None:
@@ -152,8 +155,8 @@ def synthetic_banner(image_set: ImageSet | None = None, spec: str = "") -> None:
 
 
 @st.cache_resource(show_spinner="Loading the run's images…", max_entries=4)
-def run_images(spec: str, size: int) -> ImageSet | None:
-    """The decoded data set a run trained on, or None when it is not available on this machine."""
+def run_image_set(spec: str, size: int) -> ImageSet | None:
+    """The image set a run trained on (its data set decoded), or None when it is not available here."""
     try:
         return cache.load(parse_spec(spec), size)
     except DatasetError:

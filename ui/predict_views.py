@@ -19,7 +19,7 @@ from pneumo.data.sources import ImageSet
 from pneumo.explain.predictor import PREPROCESSING, ModelLoadError, Predictor, load_bytes, load_file
 from pneumo.explain.saliency import saliency
 from pneumo.runs.store import Run, RunStore
-from ui.common import current_choice, load_dataset, run_images
+from ui.common import current_choice, load_image_set, run_image_set
 
 EXAMPLES_PER_CLASS = 4
 
@@ -85,7 +85,7 @@ def _choose_run() -> ModelChoice | None:
 
 def _run_dataset(run: Run) -> ImageSet | None:
     config = run.config()
-    return run_images(config.dataset, config.image_size)
+    return run_image_set(config.dataset, config.image_size)
 
 
 def _choose_upload() -> ModelChoice | None:
@@ -115,7 +115,7 @@ def _choose_upload() -> ModelChoice | None:
                          help="Guessed 1: Keras' flow_from_directory and image_dataset_from_directory sort class "
                               "folders by name, NORMAL before PNEUMONIA.")
     predictor = shared.configured(preprocessing, index)
-    dataset = load_dataset(current_choice())
+    dataset = load_image_set(current_choice())
     return ModelChoice(predictor, f"upload:{digest}:{preprocessing}:{index}", 0.5,
                        "the default for an uploaded model", dataset)
 

@@ -1,9 +1,10 @@
 """Decode a data set once, keep the arrays on disk, reload them in a blink.
 
-Keyed by the source's fingerprint (its file list with sizes and mtimes, the image size and
-resize mode), so a changed folder is rebuilt and an unchanged one never is. Entries are
-written to a temporary folder and renamed into place, so a killed build leaves no half
-entry behind.
+An entry is named by its key: the source's fingerprint (its file list with sizes and mtimes)
+and the image size, so a changed folder is rebuilt and an unchanged one never is. Computing a
+folder's key lists the folder, so a caller that needs the key more than once (is it cached?
+then load it) computes it once with ``entry_key`` and passes it on. Entries are written to a
+temporary folder and renamed into place, so a killed build leaves no half entry behind.
 """
 
 from __future__ import annotations
@@ -16,31 +17,39 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pneumo.data.imaging import ResizeMode
-from pneumo.data.sources import ImageSet, Progress, Source
+from pneumo.data.sources import ImageSet, ProgressCallback, Source
 from pneumo.paths import cache_dir
 
 FORMAT = 1
 
 
-def entry_dir(source: Source, size: int, mode: ResizeMode = ResizeMode.SQUASH) -> Path:
-    return cache_dir() / "images" / f"v{FORMAT}-{source.fingerprint(size, mode)}-{size}"
+def entry_key(source: Source, size: int) -> str:
+    """The name of the entry holding ``source`` decoded at ``size`` (a folder source lists its folder)."""
+    return f"v{FORMAT}-{source.fingerprint(size)}-{size}"
 
 
-def is_cached(source: Source, size: int, mode: ResizeMode = ResizeMode.SQUASH) -> bool:
-    return (entry_dir(source, size, mode) / "meta.json").exists()
+def entry_dir(key: str) -> Path:
+    return cache_dir() / "images" / key
 
 
-def load(source: Source, size: int, mode: ResizeMode = ResizeMode.SQUASH, progress: Progress | None = None) -> ImageSet:
-    """The decoded data set, from the cache when it is there, else built and cached."""
-    folder = entry_dir(source, size, mode)
+def is_cached(key: str) -> bool:
+    return (entry_dir(key) / "meta.json").exists()
+
+
+def load(source: Source, size: int, progress: ProgressCallback | None = None, key: str | None = None) -> ImageSet:
+    """The decoded data set, from the cache when it is there, else built and cached.
+
+    ``key``: ``entry_key(source, size)`` when the caller has it already, which saves a listing.
+    """
+    key = key or entry_key(source, size)
+    folder = entry_dir(key)
     if (folder / "meta.json").exists():
         try:
-            return _read(folder, folder.name)
+            return _read(folder, key)
         except (OSError, ValueError, KeyError):
             shutil.rmtree(folder, ignore_errors=True)  # a damaged entry is rebuilt, not trusted
-    image_set = source.build(size, mode, progress)
-    image_set.key = folder.name
+    image_set = source.build(size, progress)
+    image_set.key = key
     _write(folder, image_set)
     return image_set
 

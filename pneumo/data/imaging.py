@@ -7,7 +7,6 @@ Predict page all see the same pixels.
 from __future__ import annotations
 
 import io
-from enum import StrEnum
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -16,26 +15,17 @@ from PIL import Image, ImageOps
 Image.MAX_IMAGE_PIXELS = 60_000_000
 
 
-class ResizeMode(StrEnum):
-    """How a non-square image is made square.
-
-    SQUASH is the default: it keeps the whole chest in view (a centre crop can cut off the
-    costophrenic angles, where pneumonia often sits), it is what Keras'
-    ``flow_from_directory`` and the staged 224 px copy of the Kermany data did, and padding
-    adds borders whose width encodes the original aspect ratio, a shortcut a model may learn.
-    """
-
-    SQUASH = "squash"
-    CROP = "crop"
-    PAD = "pad"
-
-
 class ImageDecodeError(ValueError):
     """A file that is not a readable image; the message says why, for the UI."""
 
 
-def decode_gray(data: bytes, size: int, mode: ResizeMode = ResizeMode.SQUASH) -> np.ndarray:
-    """Decode image bytes to a ``size`` x ``size`` uint8 grayscale array.
+def decode_gray(data: bytes, size: int) -> np.ndarray:
+    """Decode image bytes to a ``size`` x ``size`` uint8 grayscale array, squashed to square.
+
+    Squashed, not cropped or padded: it keeps the whole chest in view (a centre crop can cut
+    off the costophrenic angles, where pneumonia often sits), it is what Keras'
+    ``flow_from_directory`` and the staged 224 px copy of the Kermany data did, and padding
+    adds borders whose width encodes the original aspect ratio, a shortcut a model may learn.
 
     JPEG ``draft`` lets libjpeg decode at a reduced scale (1/2, 1/4, 1/8), which is several
     times faster for large films than decoding full size and shrinking afterwards.
@@ -45,7 +35,7 @@ def decode_gray(data: bytes, size: int, mode: ResizeMode = ResizeMode.SQUASH) ->
             img.draft("L", (size, size))
             img = ImageOps.exif_transpose(img)
             gray = to_gray(img)
-            return np.asarray(_square(gray, size, mode), dtype=np.uint8)
+            return np.asarray(gray.resize((size, size), Image.BILINEAR, reducing_gap=2.0), dtype=np.uint8)
     except Image.DecompressionBombError as exc:
         raise ImageDecodeError(f"image too large to decode safely ({exc})") from exc
     except (OSError, SyntaxError, ValueError, Image.UnidentifiedImageError) as exc:
@@ -80,14 +70,6 @@ def to_gray(img: Image.Image) -> Image.Image:
         background = Image.new("RGBA", img.size, (0, 0, 0, 255))
         img = Image.alpha_composite(background, img)
     return img.convert("L")
-
-
-def _square(img: Image.Image, size: int, mode: ResizeMode) -> Image.Image:
-    if mode == ResizeMode.SQUASH:
-        return img.resize((size, size), Image.BILINEAR, reducing_gap=2.0)
-    if mode == ResizeMode.CROP:
-        return ImageOps.fit(img, (size, size), Image.BILINEAR)
-    return ImageOps.pad(img, (size, size), Image.BILINEAR, color=0)
 
 
 def decode_reason(exc: Exception) -> str:

@@ -1,6 +1,6 @@
 """One data set interface over three sources: a Kaggle/Mendeley folder, PneumoniaMNIST, synthetic.
 
-A source knows how to list and decode its images. ``pneumo.cache.load`` turns a source
+A source knows how to list and decode its images. ``pneumo.data.cache.load`` turns a source
 into an ``ImageSet``: every image decoded once at one square size, with a table of records
 (split, label, patient, subtype, ...) whose row i describes image i.
 """
@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from pneumo.data import mnist, synthetic
-from pneumo.data.imaging import ImageDecodeError, ResizeMode, decode_gray, header_size, resize_array
+from pneumo.data.imaging import ImageDecodeError, decode_gray, header_size, resize_array
 from pneumo.data.naming import NORMAL, UNKNOWN, parse_name
 
 SPLITS = ("train", "val", "test")
@@ -27,7 +27,7 @@ CLASSES = ("NORMAL", "PNEUMONIA")  # label 0, label 1
 IMAGE_EXTENSIONS = frozenset({".jpeg", ".jpg", ".png"})
 RECORD_COLUMNS = ["id", "split", "label", "cls", "patient", "subtype", "width", "height", "digest"]
 
-Progress = Callable[[int, int], None]
+ProgressCallback = Callable[[int, int], None]  # (images done, images in all)
 
 
 class DatasetError(ValueError):
@@ -63,10 +63,10 @@ class Source(ABC):
     synthetic = False
 
     @abstractmethod
-    def fingerprint(self, size: int, mode: ResizeMode) -> str: ...
+    def fingerprint(self, size: int) -> str: ...
 
     @abstractmethod
-    def build(self, size: int, mode: ResizeMode, progress: Progress | None = None) -> ImageSet: ...
+    def build(self, size: int, progress: ProgressCallback | None = None) -> ImageSet: ...
 
 
 def parse_spec(spec: str) -> Source:
@@ -170,12 +170,12 @@ class FolderSource(Source):
             )
         return _FolderListing(files, ignored, missing, empty, not_files)
 
-    def fingerprint(self, size: int, mode: ResizeMode) -> str:
+    def fingerprint(self, size: int) -> str:
         listing = self.listing()
         stats = [(str(p), *_stat(p)) for _, _, _, p in listing.files]
-        return _fingerprint("folder", stats, size, str(mode))
+        return _fingerprint("folder", stats, size)
 
-    def build(self, size: int, mode: ResizeMode, progress: Progress | None = None) -> ImageSet:
+    def build(self, size: int, progress: ProgressCallback | None = None) -> ImageSet:
         listing = self.listing()
         root = self.resolve_root()
         total = len(listing.files)
@@ -185,7 +185,7 @@ class FolderSource(Source):
             path = listing.files[i][3]
             try:
                 data = path.read_bytes()
-                array = decode_gray(data, size, mode)  # first: it turns any bad file into a clear reason
+                array = decode_gray(data, size)  # first: it turns any bad file into a clear reason
                 results[i] = (array, *header_size(data), _digest(data))
             except ImageDecodeError as exc:
                 results[i] = str(exc)
@@ -264,11 +264,11 @@ class NpzSource(Source):
             raise DatasetError(f"File not found: {self.path}")
         return self.path
 
-    def fingerprint(self, size: int, mode: ResizeMode) -> str:
+    def fingerprint(self, size: int) -> str:
         path = self.file()
         return _fingerprint("npz", str(path), *_stat(path), size)
 
-    def build(self, size: int, mode: ResizeMode, progress: Progress | None = None) -> ImageSet:
+    def build(self, size: int, progress: ProgressCallback | None = None) -> ImageSet:
         path = self.file()
         try:
             archive = np.load(path, allow_pickle=False)
@@ -321,10 +321,10 @@ class SyntheticSource(Source):
         self.spec = "synthetic" if seed == 0 else f"synthetic:{seed}"
         self.name = "Synthetic (drawn, not real X-rays)" + ("" if seed == 0 else f", seed {seed}")
 
-    def fingerprint(self, size: int, mode: ResizeMode) -> str:
+    def fingerprint(self, size: int) -> str:
         return _fingerprint("synthetic", self.VERSION, self.seed, size)
 
-    def build(self, size: int, mode: ResizeMode, progress: Progress | None = None) -> ImageSet:
+    def build(self, size: int, progress: ProgressCallback | None = None) -> ImageSet:
         cases = synthetic.cases(self.seed)
         images = np.empty((len(cases), size, size), np.uint8)
         masks = np.empty((len(cases), size, size), bool)

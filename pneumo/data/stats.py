@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.utils.class_weight import compute_class_weight
 
 from pneumo.data.sources import CLASSES, SPLITS, ImageSet
 
@@ -23,15 +22,6 @@ def class_counts(records: pd.DataFrame, split: pd.Series) -> pd.DataFrame:
     return table
 
 
-def class_weights(labels: np.ndarray) -> dict[str, float]:
-    """Keras ``class_weight`` that balances the classes ('balanced' as in scikit-learn)."""
-    present = np.unique(labels)
-    if len(present) < 2:
-        return {}
-    weights = compute_class_weight("balanced", classes=present, y=labels)
-    return {CLASSES[int(c)]: round(float(w), 3) for c, w in zip(present, weights, strict=True)}
-
-
 def patient_counts(records: pd.DataFrame, split: pd.Series) -> pd.DataFrame:
     """Distinct patients per split x class."""
     table = records.assign(split=split).pivot_table(index="split", columns="cls", values="patient",
@@ -44,6 +34,25 @@ def subtype_counts(records: pd.DataFrame, split: pd.Series) -> pd.DataFrame:
     pneumonia = records["label"] == 1
     table = pd.crosstab(split[pneumonia], records.loc[pneumonia, "subtype"])
     return table.reindex(index=[s for s in SPLITS if s in table.index])
+
+
+def common_size(records: pd.DataFrame) -> tuple[int, int] | None:
+    """The (width, height) every image had in the source, or None when sizes differ."""
+    sizes = records[["width", "height"]].drop_duplicates()
+    return (int(sizes.iloc[0, 0]), int(sizes.iloc[0, 1])) if len(sizes) == 1 else None
+
+
+def sample(records: pd.DataFrame, split: pd.Series, in_split: str, n: int, seed: int = 0,
+           cls: str | None = None, subtype: str | None = None) -> tuple[np.ndarray, int]:
+    """Up to ``n`` random rows (in order) of the split ``in_split``, of class ``cls`` and subtype
+    ``subtype`` (None: any), and how many rows match."""
+    mask = (split == in_split).to_numpy()
+    for column, value in (("cls", cls), ("subtype", subtype)):
+        if value is not None:
+            mask = mask & (records[column] == value).to_numpy()
+    idx = np.flatnonzero(mask)
+    rng = np.random.default_rng(seed)
+    return (np.sort(rng.choice(idx, min(n, len(idx)), replace=False)) if len(idx) else idx), len(idx)
 
 
 def intensity_histograms(image_set: ImageSet, seed: int = 0) -> dict[str, np.ndarray]:

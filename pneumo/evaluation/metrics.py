@@ -88,10 +88,8 @@ def at_prevalence(sensitivity: float, specificity: float, prevalence: float) -> 
 class Curves:
     fpr: np.ndarray
     tpr: np.ndarray
-    roc_thresholds: np.ndarray
     precision: np.ndarray
     recall: np.ndarray
-    pr_thresholds: np.ndarray
     auc: float
     average_precision: float
 
@@ -101,11 +99,11 @@ def curves(labels: np.ndarray, probs: np.ndarray) -> Curves:
     labels = np.asarray(labels).astype(int)
     one_class = len(np.unique(labels)) < 2
     if one_class:  # no ROC curve exists; draw the chance diagonal rather than fail
-        fpr, tpr, roc_thr = np.array([0.0, 1.0]), np.array([0.0, 1.0]), np.array([1.0, 0.0])
+        fpr, tpr = np.array([0.0, 1.0]), np.array([0.0, 1.0])
     else:
-        fpr, tpr, roc_thr = roc_curve(labels, probs)
-    precision, recall, pr_thr = precision_recall_curve(labels, probs)
-    return Curves(fpr, tpr, roc_thr, precision, recall, pr_thr,
+        fpr, tpr, _ = roc_curve(labels, probs)
+    precision, recall, _ = precision_recall_curve(labels, probs)
+    return Curves(fpr, tpr, precision, recall,
                   auc=float("nan") if one_class else float(roc_auc_score(labels, probs)),
                   average_precision=float(average_precision_score(labels, probs)) if labels.any() else float("nan"))
 

@@ -22,7 +22,7 @@ import sklearn
 import tensorflow as tf
 
 from pneumo import device
-from pneumo.data import cache, splits, stats
+from pneumo.data import cache, splits
 from pneumo.data.sources import DatasetError, ImageSet, parse_spec
 from pneumo.runs.store import Run, write_json
 from pneumo.training import models, pipeline
@@ -65,7 +65,7 @@ def _train(run: Run, config: TrainConfig, dev: str, verbose: int) -> tuple[str, 
     keras.utils.set_random_seed(config.seed)
     policy = device.set_precision(config.mixed_precision)
     _write_environment(run, dev, policy)
-    weights = _class_weights(data["train"][1]) if config.class_weights else None
+    weights = pipeline.class_weights(data["train"][1]) if config.class_weights else None
     train_ds = pipeline.batches(*data["train"], config.batch_size, shuffle=True, seed=config.seed)
     val_ds = pipeline.batches(*data["val"], config.batch_size, shuffle=False)
     steps = math.ceil(len(data["train"][1]) / config.batch_size)
@@ -106,11 +106,6 @@ def _check_data(data: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
         raise TrainingError("the train split needs images of both classes")
     if len(data["val"][1]) == 0:
         raise TrainingError("the validation split is empty: carve one from train (a share above 0 %)")
-
-
-def _class_weights(labels: np.ndarray) -> dict[int, float]:
-    by_name = stats.class_weights(labels)
-    return {0: by_name["NORMAL"], 1: by_name["PNEUMONIA"]}
 
 
 def _compile(model: keras.Model, learning_rate: float) -> None:

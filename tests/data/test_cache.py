@@ -41,7 +41,19 @@ def test_warm_load_does_not_decode_and_changes_rebuild(tmp_path: Path, monkeypat
 def test_damaged_entry_is_rebuilt(tmp_path: Path) -> None:
     source = FolderSource(make_tree(tmp_path / "d", LAYOUT))
     cache.load(source, 24)
-    entry = cache.entry_dir(source, 24)
+    entry = cache.entry_dir(cache.entry_key(source, 24))
     (entry / "images.npy").write_bytes(b"broken")
     assert cache.load(source, 24).images.shape == (5, 24, 24)
     assert not list(entry.parent.glob(".building-*"))
+
+
+def test_a_known_key_saves_the_listing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source = FolderSource(make_tree(tmp_path / "d", LAYOUT))
+    calls = []
+    original = FolderSource.listing
+    monkeypatch.setattr(FolderSource, "listing", lambda self: calls.append(1) or original(self))
+    key = cache.entry_key(source, 24)
+    assert calls == [1] and not cache.is_cached(key)
+    built = cache.load(source, 24, key=key)  # building lists the files it decodes, once
+    assert calls == [1, 1] and cache.is_cached(key) and built.key == key
+    assert cache.load(source, 24, key=key).key == key and calls == [1, 1]  # a warm load lists nothing

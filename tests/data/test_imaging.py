@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pneumo.data.imaging import ImageDecodeError, ResizeMode, decode_gray, header_size, resize_array
+from pneumo.data.imaging import ImageDecodeError, decode_gray, header_size, resize_array
 from tests.conftest import image_bytes
 
 
@@ -14,18 +14,14 @@ def _png(arr: np.ndarray, mode: str | None = None) -> bytes:
     return buf.getvalue()
 
 
-@pytest.mark.parametrize("mode", list(ResizeMode))
-def test_every_mode_gives_a_square_uint8(mode: ResizeMode) -> None:
-    out = decode_gray(image_bytes(size=(80, 40)), 32, mode)
+def test_a_wide_image_gives_a_square_uint8() -> None:
+    out = decode_gray(image_bytes(size=(80, 40)), 32)
     assert out.shape == (32, 32) and out.dtype == np.uint8
 
 
-def test_pad_keeps_aspect_with_black_borders_and_crop_fills() -> None:
+def test_squashing_adds_no_borders() -> None:
     white = _png(np.full((20, 40), 255, np.uint8))
-    padded = decode_gray(white, 40, ResizeMode.PAD)
-    assert padded[0].max() == 0 and padded[20].min() == 255
-    assert decode_gray(white, 40, ResizeMode.CROP).min() == 255
-    assert decode_gray(white, 40, ResizeMode.SQUASH).min() == 255
+    assert decode_gray(white, 40).min() == 255
 
 
 def test_draft_decoding_matches_a_full_decode() -> None:

@@ -25,11 +25,15 @@ def test_class_counts_ratio_and_share() -> None:
     assert "val" not in table.index
 
 
-def test_class_weights_balance_the_loss() -> None:
-    labels = np.array([0] + [1] * 3)
-    weights = stats.class_weights(labels)
-    assert weights == {"NORMAL": 2.0, "PNEUMONIA": round(4 / 6, 3)}
-    assert stats.class_weights(np.array([1, 1])) == {}
+def test_common_size_and_gallery_sample() -> None:
+    r = _image_set().records.assign(width=[40] * 6, height=[30] * 6)
+    assert stats.common_size(r) == (40, 30)
+    assert stats.common_size(r.assign(width=[40] * 5 + [41])) is None
+    shown, matching = stats.sample(r, r["split"], "train", 2, cls="PNEUMONIA")
+    assert matching == 3 and len(shown) == 2 and set(shown) <= {1, 2, 3} and list(shown) == sorted(shown)
+    shown, matching = stats.sample(r, r["split"], "test", 24, subtype="virus")
+    assert matching == 1 and shown.tolist() == [5]
+    assert stats.sample(r, r["split"], "val", 24)[1] == 0
 
 
 def test_patients_and_subtypes() -> None:

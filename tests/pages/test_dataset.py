@@ -1,13 +1,15 @@
-"""AppTest of the frame and the Dataset page: what a user sees, without a browser."""
+"""AppTest of the Dataset page from its own file, and of the frame around the pages."""
 
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from pneumo.data.sources import FolderSource
 from tests.conftest import ROOT, make_tree
 
 APP = str(ROOT / "streamlit_app.py")
+PAGE = str(ROOT / "pages" / "dataset.py")
 
 
 @pytest.fixture(scope="module")
@@ -21,8 +23,8 @@ def _reuse_decoded_images(shared_cache: Path, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("PNEUMO_CACHE", str(shared_cache))
 
 
-def _app(**state) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120)
+def _page(**state) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=120)
     for key, value in state.items():
         at.session_state[key] = value
     return at
@@ -33,22 +35,28 @@ def _text(at: AppTest) -> str:
                                           *at.success, *at.metric])
 
 
+def _kaggle_tree(root: Path) -> Path:
+    return make_tree(root, {
+        "train": {"NORMAL": ["IM-0001-0001.jpeg", "IM-0001-0002.jpeg"], "PNEUMONIA": ["person1_virus_1.jpeg"]},
+        "test": {"NORMAL": ["IM-0002-0001.jpeg"], "PNEUMONIA": ["person2_bacteria_3.jpeg"]}})
+
+
 def test_opens_on_synthetic_and_says_so() -> None:
-    at = _app(ds_size=64).run()
+    at = _page(ds_size=64).run()
     assert not at.exception
     assert at.title[0].value == "Dataset"
     assert "Synthetic data" in at.warning[0].value
     assert at.metric[0].value == "2,600"
     assert "NORMAL ×" in _text(at)  # class weights shown
+    assert "Images per split and class" in at.get("plotly_chart")[0].proto.spec
+    assert "No identical image" in _text(at)
 
 
 def test_preset_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    root = make_tree(tmp_path / "kaggle", {
-        "train": {"NORMAL": ["IM-0001-0001.jpeg", "IM-0001-0002.jpeg"], "PNEUMONIA": ["person1_virus_1.jpeg"]},
-        "test": {"NORMAL": ["IM-0002-0001.jpeg"], "PNEUMONIA": ["person2_bacteria_3.jpeg"]}})
+    root = _kaggle_tree(tmp_path / "kaggle")
     (root / "test" / "PNEUMONIA" / "broken.jpeg").write_bytes(b"\xff\xd8\xff garbage")
     monkeypatch.setenv("PNEUMO_DATA", str(root))
-    at = _app(ds_size=64).run()
+    at = _page(ds_size=64).run()
     assert not at.exception
     assert at.sidebar.radio[0].value == "Folder"
     assert at.sidebar.text_input[0].value == str(root)
@@ -58,8 +66,33 @@ def test_preset_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert not any("Synthetic data" in w.value for w in at.warning)
 
 
+@pytest.mark.parametrize(("spec", "state"), [
+    ("pneumoniamnist:64", {"ds_kind": "PneumoniaMNIST", "ds_mnist_size": 64, "ds_npz": ""}),
+    ("/offline/pneumoniamnist.npz", {"ds_kind": "PneumoniaMNIST", "ds_npz": "/offline/pneumoniamnist.npz"}),
+    ("synthetic", {"ds_kind": "Synthetic", "ds_folder": "", "ds_npz": ""}),
+])
+def test_preset_is_read_by_the_spec_parser(spec: str, state: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pneumo.data import mnist
+
+    monkeypatch.setattr(mnist, "url", lambda size: "http://127.0.0.1:9/x.npz")  # never a real download
+    monkeypatch.setenv("PNEUMO_DATA", spec)
+    at = _page(ds_size=64).run()
+    assert not at.exception
+    assert {key: at.session_state[key] for key in state} == state
+
+
+@pytest.mark.parametrize("spec", ["pneumoniamnist:99", "synthetic:abc"])
+def test_invalid_preset_opens_on_synthetic_with_the_reason(spec: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PNEUMO_DATA", spec)
+    at = _page(ds_size=64).run()
+    assert not at.exception
+    assert at.sidebar.radio[0].value == "Synthetic"
+    assert f"PNEUMO_DATA={spec!r} cannot be used" in at.sidebar.error[0].value
+    assert at.metric[0].value == "2,600"
+
+
 def test_missing_folder_is_an_error_not_a_crash(tmp_path: Path) -> None:
-    at = _app(ds_kind="Folder", ds_folder=str(tmp_path / "nowhere"), ds_size=64).run()
+    at = _page(ds_kind="Folder", ds_folder=str(tmp_path / "nowhere"), ds_size=64).run()
     assert not at.exception
     assert "Folder not found" in at.error[0].value
 
@@ -68,13 +101,13 @@ def test_offline_pneumoniamnist_message(monkeypatch: pytest.MonkeyPatch) -> None
     from pneumo.data import mnist
 
     monkeypatch.setattr(mnist, "url", lambda size: "http://127.0.0.1:9/x.npz")
-    at = _app(ds_kind="PneumoniaMNIST", ds_mnist_size=28, ds_size=64).run()
+    at = _page(ds_kind="PneumoniaMNIST", ds_mnist_size=28, ds_size=64).run()
     assert not at.exception
     assert "Could not download PneumoniaMNIST" in at.error[0].value
 
 
 def test_switching_split_view_and_gallery_filters() -> None:
-    at = _app(ds_size=64).run()
+    at = _page(ds_size=64).run()
     split_radio = next(r for r in at.radio if r.label == "Split")
     split_radio.set_value(split_radio.options[1]).run()
     assert not at.exception
@@ -84,10 +117,30 @@ def test_switching_split_view_and_gallery_filters() -> None:
     assert any("matching images" in c.value for c in at.caption)
 
 
+def test_a_rerun_on_a_folder_lists_it_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ui.common import _cached_set
+
+    root = _kaggle_tree(tmp_path / "kaggle")
+    at = _page(ds_kind="Folder", ds_folder=str(root), ds_size=32).run()  # first scan: decoded and cached
+    assert not at.exception and at.metric[0].value == "5"
+    calls = []
+    original = FolderSource.listing
+    monkeypatch.setattr(FolderSource, "listing", lambda self: calls.append(1) or original(self))
+    at.run()
+    assert not at.exception and calls == [1]
+    _cached_set.clear()  # as in a new server process: the arrays come from the disk cache
+    at.run()
+    assert not at.exception and calls == [1, 1] and at.metric[0].value == "5"
+
+
 @pytest.mark.parametrize(("page", "says"), [("pages/evaluate.py", "No run has predictions yet"),
                                             ("pages/predict.py", "No run has a saved model yet")])
 def test_other_pages_open_and_keep_the_dataset_choice(page: str, says: str) -> None:
-    at = _app(ds_size=64, ds_val_pct=20).run()
+    """The frame (streamlit_app.py): navigation, and the sidebar's choice kept across pages."""
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["ds_size"] = 64
+    at.session_state["ds_val_pct"] = 20
+    at.run()
     at.switch_page(page).run()
     assert not at.exception
     assert at.info[0].value.startswith(says)

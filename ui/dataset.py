@@ -1,0 +1,137 @@
+"""The Dataset page's sections: what it shows of a decoded image set, one function per section.
+
+The page (``pages/dataset.py``) calls them in order; the numbers come from ``pneumo.data``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from pneumo import charts
+from pneumo.data import splits, stats
+from pneumo.data.sources import CLASSES, SPLITS, ImageSet
+from pneumo.training.pipeline import class_weights
+from ui.common import DatasetChoice
+
+GALLERY_SIZE = 24
+GALLERY_COLUMNS = 6
+
+
+def overview(image_set: ImageSet) -> None:
+    """What was decoded, and what of the source could not be used."""
+    st.caption(f"**{image_set.name}** · {len(image_set.records):,} images decoded at {image_set.size} px "
+               "(squashed to square: keeps the whole chest in view).")
+    if image_set.missing_splits:
+        st.warning(f"Missing split folder(s): {', '.join(image_set.missing_splits)}. The rest is usable.")
+    if image_set.empty_folders:
+        st.warning(f"Class folder(s) without any image: {', '.join(image_set.empty_folders)}. The rest is usable.")
+    if image_set.skipped or image_set.ignored:
+        with st.expander(f":material/warning: {len(image_set.skipped)} unreadable file(s) skipped, "
+                         f"{len(image_set.ignored)} non-image file(s) ignored"):
+            if image_set.skipped:
+                st.dataframe({"file": [f for f, _ in image_set.skipped],
+                              "reason": [r for _, r in image_set.skipped]}, hide_index=True, width="stretch")
+            if image_set.ignored:
+                st.write("Not images (ignored):", ", ".join(image_set.ignored[:50]))
+
+
+def split_picker(records: pd.DataFrame, choice: DatasetChoice) -> pd.Series:
+    """The split each image is in: the official one, or the working one training uses."""
+    view = st.radio("Split", ["Official", f"Working (val = {choice.val_fraction:.0%} of train, patient-grouped)"],
+                    horizontal=True,
+                    help="Training and evaluation use the working split; the official Kaggle val split has 16 images.")
+    return records["split"] if view == "Official" else splits.assign_splits(records, choice.val_fraction, choice.seed)
+
+
+def headline(image_set: ImageSet) -> None:
+    """Four figures: images, patients, share of pneumonia, skipped files."""
+    records = image_set.records
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("Images", f"{len(records):,}")
+    c2.metric("Patients", f"{records['patient'].nunique():,}" if image_set.has_patients else "n/a")
+    c3.metric("Pneumonia", f"{(records['label'] == 1).mean():.1%}")
+    c4.metric("Skipped files", len(image_set.skipped))
+
+
+def class_balance(records: pd.DataFrame, split: pd.Series) -> None:
+    """Images per split and class, and the class weights training would use."""
+    counts = stats.class_counts(records, split)
+    st.plotly_chart(charts.class_bars(counts, "Images per split and class"), width="stretch")
+    st.dataframe(counts, width="stretch")
+    weights = class_weights(records.loc[split == "train", "label"].to_numpy())
+    if weights:
+        st.markdown("**Class weights** implied by the train split (scikit-learn 'balanced', used by "
+                    "training when class weighting is on): "
+                    + ", ".join(f"{CLASSES[label]} × {round(w, 3)}" for label, w in weights.items()))
+
+
+def patients(image_set: ImageSet, split: pd.Series) -> None:
+    """Patients per split and class, and pneumonia subtypes."""
+    records = image_set.records
+    if not image_set.has_patients:
+        st.info("This source has no patient ids: each image counts as its own patient.")
+    else:
+        table = stats.patient_counts(records, split)
+        st.plotly_chart(charts.class_bars(table, "Patients per split and class", "patients"), width="stretch")
+        st.dataframe(table, width="stretch")
+    subtypes = stats.subtype_counts(records, split)
+    if not subtypes.empty:
+        st.plotly_chart(charts.subtype_bars(subtypes), width="stretch")
+
+
+@st.cache_data(show_spinner="Computing statistics…", max_entries=8)
+def _pixel_statistics(key: str, _image_set: ImageSet) -> dict:
+    """Histograms and mean images: the only statistics that read every pixel, so cached (by ``key``)."""
+    return {"histograms": stats.intensity_histograms(_image_set), "means": stats.mean_images(_image_set)}
+
+
+def images(image_set: ImageSet) -> None:
+    """Source image sizes, grey-level histograms and the mean image per class."""
+    figures = _pixel_statistics(image_set.key, _image_set=image_set)
+    left, right = st.columns(2)
+    size = stats.common_size(image_set.records)
+    if size:
+        left.info(f"Every image is {size[0]} × {size[1]} pixels in the source.")
+    else:
+        left.plotly_chart(charts.size_scatter(image_set.records), width="stretch")
+    right.plotly_chart(charts.intensity_lines(figures["histograms"]), width="stretch")
+    st.plotly_chart(charts.mean_image_panel(figures["means"]), width="stretch")
+
+
+def leakage(records: pd.DataFrame, split: pd.Series) -> None:
+    """Patients and identical images found in more than one split."""
+    report = splits.leakage(records, split)
+    if report.patients.empty:
+        st.success("No patient appears in two splits.")
+    else:
+        st.warning(f"{len(report.patients)} patient id(s) (read from file names) appear in more than one split: "
+                   "a model tested on them may have seen the same patient in training, so scores on those "
+                   "splits can be optimistic.")
+        st.dataframe(report.patients, hide_index=True, width="stretch")
+    if report.duplicates.empty:
+        st.success("No identical image (same bytes) appears in two splits.")
+    else:
+        st.warning(f"{len(report.duplicates)} identical image(s) (same bytes) appear in more than one split.")
+        st.dataframe(report.duplicates, hide_index=True, width="stretch")
+
+
+def gallery(image_set: ImageSet, split: pd.Series) -> None:
+    """A random sample of images, filtered by split, class and subtype; reshuffled on demand."""
+    records = image_set.records
+    f1, f2, f3 = st.columns(3)
+    pick_split = f1.selectbox("Split", [s for s in SPLITS if (split == s).any()], key="gallery_split")
+    pick_class = f2.selectbox("Class", ["any", *CLASSES], key="gallery_class")
+    pick_subtype = f3.selectbox("Subtype", ["any", *sorted(records["subtype"].unique())], key="gallery_subtype")
+    if st.button("Another sample", icon=":material/shuffle:"):
+        st.session_state["gallery_seed"] = st.session_state.get("gallery_seed", 0) + 1
+    shown, matching = stats.sample(records, split, pick_split, GALLERY_SIZE, st.session_state.get("gallery_seed", 0),
+                                   cls=None if pick_class == "any" else pick_class,
+                                   subtype=None if pick_subtype == "any" else pick_subtype)
+    st.caption(f"{len(shown)} of {matching:,} matching images")
+    cols = st.columns(GALLERY_COLUMNS)
+    for n, i in enumerate(shown):
+        row = records.iloc[i]
+        cols[n % GALLERY_COLUMNS].image(np.asarray(image_set.images[i]), caption=f"{row['cls']} · {row['patient']}",
+                                        width="stretch")
