@@ -21,7 +21,8 @@ from pneumo.data import cache, radiograph
 from pneumo.data.imaging import ImageDecodeError
 from pneumo.data.sources import FolderSource
 from pneumo.explain.predictor import Predictor, load_file
-from pneumo.runs.store import Run, RunStore, append_row, write_json
+from pneumo.files import write_json
+from pneumo.runs.store import Run, RunStore, append_row
 from pneumo.training.config import TrainConfig
 from tests import films
 from tests.conftest import ROOT, image_bytes, make_tree

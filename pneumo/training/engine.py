@@ -24,36 +24,35 @@ import tensorflow as tf
 from pneumo import device
 from pneumo.data import cache, splits
 from pneumo.data.sources import DatasetError, ImageSet, parse_spec
-from pneumo.runs.store import Run, write_json
+from pneumo.files import write_json
+from pneumo.runs.store import Run, RunState
 from pneumo.training import models, pipeline
 from pneumo.training.callbacks import RunMonitor, TriangularCyclicLR
 from pneumo.training.config import TrainConfig
-
-METRICS = ("accuracy", "auc", "precision", "recall")
 
 
 class TrainingError(RuntimeError):
     """A run that cannot go on, with a reason meant for the user."""
 
 
-def run_training(run: Run, verbose: int = 2) -> str:
+def run_training(run: Run, verbose: int = 2) -> RunState:
     """Train ``run`` (resuming from its checkpoint if it has one); return its final state."""
     config = run.config()
     dev = device.describe()
-    run.update_status(state="running", pid=os.getpid(), device=dev, started=time.time(), error=None, ended=None)
+    run.update_status(state=RunState.RUNNING, pid=os.getpid(), device=dev, started=time.time(), error=None, ended=None)
     try:
         state, note = _train(run, config, dev, verbose)
     except (TrainingError, models.WeightsUnavailable, DatasetError) as exc:
-        state, note = "failed", str(exc)
+        state, note = RunState.FAILED, str(exc)
     except Exception as exc:  # noqa: BLE001 - any crash must end as a failed run with its reason
         traceback.print_exc()
-        state, note = "failed", f"{type(exc).__name__}: {exc}"
-    run.update_status(state=state, error=note if state == "failed" else None, note=note, ended=time.time())
+        state, note = RunState.FAILED, f"{type(exc).__name__}: {exc}"
+    run.update_status(state=state, error=note if state == RunState.FAILED else None, note=note, ended=time.time())
     print(f"run {run.id}: {state}" + (f" ({note})" if note else ""), flush=True)
     return state
 
 
-def _train(run: Run, config: TrainConfig, dev: str, verbose: int) -> tuple[str, str | None]:
+def _train(run: Run, config: TrainConfig, dev: str, verbose: int) -> tuple[RunState, str | None]:
     problems = config.problems()
     if problems:
         raise TrainingError("invalid configuration: " + "; ".join(problems))
@@ -94,7 +93,7 @@ def _train(run: Run, config: TrainConfig, dev: str, verbose: int) -> tuple[str, 
                 return _end_early(run, model, image_set, split, reason)
     _write_predictions(run, model, image_set, split)
     _remove_checkpoints(run)
-    return "finished", _early_stop_note(run, config)
+    return RunState.FINISHED, _early_stop_note(run, config)
 
 
 def _subset(image_set: ImageSet, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -148,13 +147,13 @@ def _fit(run: Run, model: keras.Model, config: TrainConfig, train_ds, val_ds, st
 
 
 def _end_early(run: Run, model: keras.Model, image_set: ImageSet, split: np.ndarray, reason: str
-               ) -> tuple[str, str]:
+               ) -> tuple[RunState, str]:
     if reason == "stopped by the user":
         model.save(run.file("last.keras"))
         run.file("stop").unlink(missing_ok=True)
         _write_predictions(run, model, image_set, split)
-        return "stopped", "stopped by the user; the model so far is saved and the run can be resumed"
-    return "failed", reason
+        return RunState.STOPPED, "stopped by the user; the model so far is saved and the run can be resumed"
+    return RunState.FAILED, reason
 
 
 def _early_stop_note(run: Run, config: TrainConfig) -> str | None:
@@ -179,9 +178,7 @@ def _write_predictions(run: Run, model: keras.Model, image_set: ImageSet, split:
         frames.append(pd.DataFrame({"split": name, "id": records["id"][mask].to_numpy(),
                                     "label": records["label"][mask].to_numpy(), "prob": probs,
                                     "patient": records["patient"][mask].to_numpy()}))
-    tmp = run.file("predictions.csv.tmp")
-    pd.concat(frames).to_csv(tmp, index=False)
-    tmp.replace(run.file("predictions.csv"))
+    run.write_predictions(pd.concat(frames))
 
 
 def _remove_checkpoints(run: Run) -> None:
