@@ -4,15 +4,16 @@ import streamlit as st
 
 from pneumo.evaluation.evaluate import on_split
 from ui import evaluate
-from ui.common import synthetic_banner
+from ui.common import run_labels, synthetic_banner
 
 st.title("Evaluate")
 runs = {run.id: run for run in evaluate.runs_with_predictions()}
+labels = run_labels(list(runs.values()))
 if not runs:
     st.info("No run has predictions yet: train a run to the end (or stop one) on the Train page.")
     st.stop()
 picked = st.multiselect("Runs (the first is shown in detail; pick more to compare)", list(runs),
-                        default=list(runs)[:1], format_func=lambda run_id: runs[run_id].name)
+                        default=list(runs)[:1], format_func=labels.get)
 if not picked:
     st.stop()
 split, rule = evaluate.threshold_rule()

@@ -27,7 +27,6 @@ from pneumo.training.config import TrainConfig
 from tests import films
 from tests.conftest import ROOT, image_bytes, make_tree
 
-APP = str(ROOT / "streamlit_app.py")
 SEEDS = {**films.good_files(), "window.dcm": films.dicom(films.gradient().astype(np.uint16) * 16, window=(2000, 800))}
 
 
@@ -126,12 +125,12 @@ def damaged_store(trained_cnn: Path) -> dict[str, Run]:
 
 
 def _page(page: str, **state) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=240)
+    """One page from its own script, as pages are tested (tests/pages)."""
+    at = AppTest.from_file(str(ROOT / page), default_timeout=240)
     at.session_state["ds_size"] = 64
-    at.run()
     for key, value in state.items():
         at.session_state[key] = value
-    return at.switch_page(page).run()
+    return at.run()
 
 
 def test_damaged_runs_are_listed_with_reasons_and_crash_no_page(damaged_store: dict[str, Run]) -> None:
@@ -196,7 +195,7 @@ def test_data_folder_faults_are_skipped_and_listed(tmp_path: Path) -> None:
     assert "not a regular file" in skipped["train/PNEUMONIA/person6_virus_6.jpeg"]
     assert image_set.empty_folders == ["val/NORMAL", "val/PNEUMONIA (no folder)"]
 
-    at = AppTest.from_file(APP, default_timeout=120)
+    at = AppTest.from_file(str(ROOT / "pages" / "dataset.py"), default_timeout=120)
     at.session_state["ds_kind"] = "Folder"
     at.session_state["ds_folder"] = str(root)
     at.session_state["ds_size"] = 32

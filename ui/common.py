@@ -17,6 +17,7 @@ import streamlit as st
 from pneumo.data import cache, mnist
 from pneumo.data.sources import DatasetError, FolderSource, ImageSet, NpzSource, Source, parse_spec
 from pneumo.paths import default_dataset_spec
+from pneumo.runs.store import Run
 from pneumo.training.config import TrainConfig
 
 KINDS = ("Synthetic", "PneumoniaMNIST", "Folder")
@@ -92,6 +93,13 @@ def current_choice() -> DatasetChoice:
     if "dataset_choice" not in st.session_state:
         st.session_state["dataset_choice"] = dataset_picker()
     return st.session_state["dataset_choice"]
+
+
+def run_labels(runs: list[Run]) -> dict[str, str]:
+    """Each run's name, with its id added where two runs share a name: Streamlit's pickers merge
+    options whose labels are equal."""
+    names = [run.name for run in runs]
+    return {run.id: run.name if names.count(run.name) == 1 else f"{run.name} · {run.id}" for run in runs}
 
 
 def run_picker(label: str, names: dict[str, str], state_key: str) -> str:

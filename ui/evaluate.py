@@ -17,7 +17,7 @@ from pneumo import charts
 from pneumo.evaluation import evaluate, metrics
 from pneumo.evaluation.evaluate import ThresholdFree, ThresholdRule, on_split
 from pneumo.runs.store import Run, RunStore
-from ui.common import run_image_set
+from ui.common import run_image_set, run_labels
 
 ERRORS_SHOWN = 12
 
@@ -138,8 +138,7 @@ def errors(run: Run, data: pd.DataFrame, threshold: float) -> None:
 def compare(runs: list[Run], rule: ThresholdRule, split: str, first_threshold: float) -> None:
     """Several runs on one split, each at its own threshold, and the first two tested pairwise."""
     st.subheader("Compare runs")
-    names = [run.name for run in runs]
-    label = {run.id: run.name if names.count(run.name) == 1 else f"{run.name} · {run.id}" for run in runs}
+    label = run_labels(runs)
     frames = {label[run.id]: predictions(run) for run in runs}
     thresholds = {label[run.id]: threshold_for(run, rule) for run in runs[1:]}
     thresholds[label[runs[0].id]] = first_threshold

@@ -17,7 +17,7 @@ from pneumo.runs import jobs, monitoring
 from pneumo.runs.store import Run, RunState, RunStore
 from pneumo.training.augment import PRESETS, TRANSFORMS, Augmentation, preset_name, preview
 from pneumo.training.config import MODEL_DEFAULTS, MODELS, OPTIONS, TrainConfig
-from ui.common import DatasetChoice, run_picker, synthetic_banner
+from ui.common import DatasetChoice, run_labels, run_picker, synthetic_banner
 
 POLL_SECONDS = 2.0
 MODEL_NAMES = {"cnn": "Custom CNN", "resnet50": "ResNet50 transfer learning"}
@@ -195,7 +195,8 @@ def watch() -> None:
     if not runs:
         st.info("No runs yet: start one in *New run*, or from the command line (`python -m pneumo train`).")
         return
-    run_id = run_picker("Run", {r.id: f"{r.name} · {r.status()['state']}" for r in runs}, "watch_run")
+    labels = run_labels(runs)
+    run_id = run_picker("Run", {r.id: f"{labels[r.id]} · {r.status()['state']}" for r in runs}, "watch_run")
     run = store.get(run_id)
     synthetic_banner(spec=run.config().dataset)
     _live(run)
@@ -276,7 +277,7 @@ def runs_table() -> None:
     table = pd.DataFrame([monitoring.summary(r) for r in runs])
     st.dataframe(table.drop(columns=["run"]), hide_index=True, width="stretch")
     usable = [r for r in runs if r.damage is None]
-    names = {r.id: r.name for r in usable}
+    names = run_labels(usable)
 
     st.subheader("Compare runs")
     picked = st.multiselect("Runs to overlay", list(names), default=list(names)[:2], format_func=names.get)

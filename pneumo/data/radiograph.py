@@ -35,11 +35,14 @@ _EXPECTED = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".dcm": "DICOM", ".
 
 @dataclass
 class Radiograph:
-    """A decoded film: uint8 grayscale pixels at full size, and what was done to get them."""
+    """A film: uint8 grayscale pixels at full size, how they were read, and what is known about it."""
 
     pixels: np.ndarray  # (H, W) uint8
-    kind: str  # JPEG, PNG or DICOM
-    notes: list[str] = field(default_factory=list)
+    kind: str  # JPEG, PNG or DICOM; or the data set it comes from
+    notes: list[str] = field(default_factory=list)  # what reading it did (window applied, inverted, ...)
+    name: str = ""
+    label: int | None = None  # 1 = pneumonia; known for films from a data set, not for uploads
+    lesion: np.ndarray | None = None  # (H, W) bool; known for synthetic films
 
 
 def read(data: bytes, name: str = "") -> Radiograph:
@@ -56,7 +59,7 @@ def read(data: bytes, name: str = "") -> Radiograph:
     if name and _EXPECTED.get(suffix) != kind:
         notes.append(f"named {suffix or 'without an extension'} but the content is {kind}: read as {kind}")
     image = _read_dicom(data, notes) if kind == "DICOM" else _read_pil(data, notes)
-    return Radiograph(image, kind, notes)
+    return Radiograph(image, kind, notes, name)
 
 
 def sniff(data: bytes) -> str | None:

@@ -55,6 +55,12 @@ def sample(records: pd.DataFrame, split: pd.Series, in_split: str, n: int, seed:
     return (np.sort(rng.choice(idx, min(n, len(idx)), replace=False)) if len(idx) else idx), len(idx)
 
 
+def examples(records: pd.DataFrame, per_class: int = 4) -> pd.DataFrame:
+    """A few test films of each class, the same ones every time: the Predict page's examples."""
+    test = records[records["split"] == "test"]
+    return test.groupby("label", group_keys=False).head(per_class).sort_values(["label", "id"])
+
+
 def intensity_histograms(image_set: ImageSet, seed: int = 0) -> dict[str, np.ndarray]:
     """Share of pixels at each grey level 0..255, per class (a sample of images per class)."""
     rng = np.random.default_rng(seed)

@@ -126,7 +126,7 @@ class Predictor:
         logits, activation = _logits(flat)
         self.detected = _detect(flat, nested, activation)
         # One log-odds model per choice of pneumonia output, built once and shared by every copy.
-        self._models = {i: _log_odds_model(flat.inputs, logits, self.detected, i)
+        self._models = {i: _log_odds_model(flat.inputs[0], logits, self.detected, i)
                         for i in ((0,) if self.detected.outputs == 1 else (0, 1))}
         self.lock = threading.Lock()  # Keras models are shared by every browser session
         self._choose(preprocessing or self.detected.suggested_preprocessing, pneumonia_index)
@@ -313,7 +313,8 @@ def _logits(flat: keras.Model) -> tuple[keras.KerasTensor, str]:
     return logits, name
 
 
-def _log_odds_model(inputs: list, logits: keras.KerasTensor, detected: Detected, index: int) -> keras.Model:
+def _log_odds_model(inputs: keras.KerasTensor, logits: keras.KerasTensor, detected: Detected, index: int
+                    ) -> keras.Model:
     """A model over the flat graph whose output is ``[-s/2, s/2]``, ``s`` the log-odds of pneumonia."""
     if detected.outputs == 1:
         s = logits[:, :1]

@@ -18,7 +18,7 @@ from pneumo.training.config import TrainConfig
 from tests import films
 from tests.conftest import ROOT
 
-APP = str(ROOT / "streamlit_app.py")
+PAGE = str(ROOT / "pages" / "predict.py")
 
 
 @pytest.fixture
@@ -31,12 +31,11 @@ def run(trained_cnn: Path) -> Run:
 
 
 def _page(**state) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=240)
+    at = AppTest.from_file(PAGE, default_timeout=240)
     at.session_state["ds_size"] = 64
     for key, value in state.items():
         at.session_state[key] = value
-    at.run()
-    return at.switch_page("pages/predict.py").run()
+    return at.run()
 
 
 def _probability(at: AppTest) -> float:

@@ -1,0 +1,250 @@
+"""Predict page sections: choosing a model and a film, the prediction, the saliency maps.
+
+Loaded models are cached per server (``cache_resource``) and shared by every browser session;
+each session gets its own ``Predictor.configured`` view with its own choices. Maps are cached
+per model, film, method and layer, so moving the opacity or the colours recomputes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import streamlit as st
+
+from pneumo.data import radiograph, stats
+from pneumo.data.imaging import ImageDecodeError
+from pneumo.data.radiograph import Radiograph
+from pneumo.data.sources import ImageSet
+from pneumo.explain.predictor import PREPROCESSING, ModelLoadError, Predictor, load_bytes, load_file
+from pneumo.explain.saliency import (
+    COLORMAPS,
+    METHOD_HELP,
+    METHODS,
+    empty_map_message,
+    outline,
+    overlay,
+    png_bytes,
+    pointing,
+    saliency,
+)
+from pneumo.runs.store import Run, RunStore
+from ui.common import current_choice, load_image_set, run_image_set, run_labels, synthetic_banner
+
+
+@dataclass
+class ModelChoice:
+    predictor: Predictor
+    key: str  # identifies model and options, for caching maps
+    threshold: float
+    threshold_note: str
+    image_set: ImageSet | None  # where the examples come from
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=4)
+def _run_predictor(model_path: str, modified: float) -> Predictor:
+    return Predictor(load_file(model_path))
+
+
+@st.cache_resource(show_spinner="Loading the uploaded model…", max_entries=4)
+def _uploaded_predictor(digest: str, _data: bytes) -> Predictor:
+    return Predictor(load_bytes(_data))
+
+
+def choose_model() -> ModelChoice | None:
+    """The model picker: a finished run, or an uploaded .keras/.h5 file with its options."""
+    source = st.segmented_control("Model", ["A training run", "Upload a model file"], default="A training run",
+                                  key="pr_source") or "A training run"
+    if source == "A training run":
+        return _choose_run()
+    return _choose_upload()
+
+
+def _choose_run() -> ModelChoice | None:
+    runs = [r for r in RunStore().runs()
+            if r.damage is None and r.model_file() is not None and r.model_problem is None]
+    if not runs:
+        st.info("No run has a saved model yet: train one on the Train page, or upload a model file.")
+        return None
+    names = run_labels(runs)
+    run = RunStore().get(st.selectbox("Run", list(names), format_func=names.get, key="pr_run"))
+    path = run.model_file()
+    try:
+        predictor = _run_predictor(str(path), path.stat().st_mtime)
+    except (ModelLoadError, OSError) as exc:
+        st.error(f"The model of run **{run.name}** cannot be loaded: {exc}")
+        return None
+    chosen = st.session_state.get("thresholds", {}).get(run.id)
+    note = ("chosen on the Evaluate page" if chosen is not None else
+            "the default: no threshold was chosen for this run on the Evaluate page")
+    return ModelChoice(predictor, f"run:{run.id}:{path.stat().st_mtime}", 0.5 if chosen is None else chosen, note,
+                       _run_image_set(run))
+
+
+def _run_image_set(run: Run) -> ImageSet | None:
+    config = run.config()
+    return run_image_set(config.dataset, config.image_size)
+
+
+def _choose_upload() -> ModelChoice | None:
+    upload = st.file_uploader("Keras model (.keras or .h5)", type=["keras", "h5"], key="pr_model_upload",
+                              help="Loaded with Keras safe_mode: a model that carries code (Lambda layers) is refused.")
+    if upload is None:
+        st.info("Upload a model trained anywhere: one sigmoid output or two softmax outputs, any input size, "
+                "grey or RGB. Or pick a training run above.")
+        return None
+    data = upload.getvalue()
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        shared = _uploaded_predictor(digest, data)
+    except ModelLoadError as exc:
+        st.error(f"**{upload.name}** cannot be used: {exc}")
+        return None
+    detected = shared.detected
+    st.markdown("**Detected**\n" + "\n".join(f"- {line}" for line in detected.describe()))
+    c1, c2 = st.columns(2)
+    options = list(PREPROCESSING)
+    preprocessing = c1.selectbox("Pixel scaling before the model", options, format_func=PREPROCESSING.get,
+                                 index=options.index(detected.suggested_preprocessing), key=f"pr_pre_{digest}",
+                                 help="Guessed from the model; pick what it was trained with.")
+    index = 1
+    if detected.outputs == 2:
+        index = c2.radio("Which output is pneumonia?", [0, 1], index=1, horizontal=True, key=f"pr_index_{digest}",
+                         help="Guessed 1: Keras' flow_from_directory and image_dataset_from_directory sort class "
+                              "folders by name, NORMAL before PNEUMONIA.")
+    predictor = shared.configured(preprocessing, index)
+    image_set = load_image_set(current_choice())
+    return ModelChoice(predictor, f"upload:{digest}:{preprocessing}:{index}", 0.5,
+                       "the default for an uploaded model", image_set)
+
+
+def choose_film(image_set: ImageSet | None) -> Radiograph | None:
+    """An example from the image set's test split, or an uploaded JPEG/PNG/DICOM."""
+    source = st.segmented_control("Image", ["Example from the data set", "Upload an image"],
+                                  default="Example from the data set", key="pr_image_source")
+    if source == "Upload an image":
+        return _uploaded_film()
+    if image_set is None:
+        st.info("The data set this run was trained on is not available here: upload an image instead.")
+        return None
+    records = stats.examples(image_set.records)
+    if records.empty:
+        st.info("This data set has no test images: upload an image instead.")
+        return None
+    titles = {row.id: f"{row.id} · {row.cls}" + (f" ({row.subtype})" if row.subtype not in ("", "unknown", "normal")
+                                                  else "") for row in records.itertuples()}
+    chosen = st.selectbox("Example (test split)", list(titles), format_func=titles.get, key="pr_example")
+    i = int(records.index[records["id"] == chosen][0])
+    lesion = np.asarray(image_set.masks[i]) if image_set.masks is not None else None
+    return Radiograph(np.asarray(image_set.images[i]), image_set.name, [], titles[chosen],
+                      int(records.at[i, "label"]), lesion)
+
+
+def _uploaded_film() -> Radiograph | None:
+    upload = st.file_uploader("Chest X-ray (JPEG, PNG or DICOM)", key="pr_image_upload",
+                              type=[ext.lstrip(".") for ext in radiograph.EXTENSIONS])
+    if upload is None:
+        return None
+    try:
+        film = radiograph.read(upload.getvalue(), upload.name)
+    except ImageDecodeError as exc:
+        st.error(f"**{upload.name}** cannot be read: {exc}. Try a JPEG, PNG or DICOM chest film.")
+        return None
+    film.name = f"{upload.name} ({film.kind})"
+    return film
+
+
+def prediction(choice: ModelChoice, film: Radiograph) -> float:
+    """The film as the model sees it, its known lesion, the probability and the decision.
+    Stops the page when the model fails on the film."""
+    predictor = choice.predictor
+    try:
+        probability = predictor.probability(film.pixels)
+    except Exception as exc:  # noqa: BLE001 - a model from elsewhere may fail in any way; say so, keep the page
+        st.error(f"The model failed on this film ({type(exc).__name__}: {str(exc)[:300]}).")
+        st.stop()
+    decision = "PNEUMONIA" if probability >= choice.threshold else "NORMAL"
+    left, middle, right = st.columns([1, 1, 2])
+    h, w = predictor.size
+    left.image(predictor.as_seen(film.pixels), width="stretch",
+               caption=f"{film.name}, as the model sees it: {h} x {w}, squashed from {film.pixels.shape[0]} x "
+                       f"{film.pixels.shape[1]}")
+    lesion = _lesion(predictor, film)
+    if lesion is not None:
+        middle.image(outline(predictor.as_seen(film.pixels), lesion), caption="The lesion, known because the film "
+                     "is drawn", width="stretch")
+    with right:
+        st.metric("Probability of pneumonia", f"{probability:.1%}")
+        st.markdown(f"Decision: **{decision}** at threshold {choice.threshold:.2f} ({choice.threshold_note}).")
+        if film.label is not None:
+            truth = "PNEUMONIA" if film.label else "NORMAL"
+            st.markdown(f"Ground truth: **{truth}**: the decision is {'correct' if truth == decision else 'wrong'}.")
+        for note in film.notes:
+            st.caption(f"Read: {note}.")
+    return probability
+
+
+def _lesion(predictor: Predictor, film: Radiograph) -> np.ndarray | None:
+    """The known lesion at the model's input size, or None."""
+    if film.lesion is None or not film.lesion.any():
+        return None
+    return predictor.as_seen(film.lesion.astype(np.uint8) * 255) > 127
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _saliency_map(model_key: str, film_key: str, method: str, layer: str, _predictor: Predictor,
+                  _pixels: np.ndarray) -> np.ndarray:
+    return saliency(_predictor, _pixels, method, layer)
+
+
+def saliency_maps(choice: ModelChoice, film: Radiograph, probability: float) -> None:
+    """The chosen methods side by side over the film, each scored against a known lesion."""
+    st.subheader("Saliency")
+    predictor = choice.predictor
+    methods = st.pills("Methods (several are shown side by side)", METHODS, selection_mode="multi",
+                       default=["Grad-CAM"], key="pr_methods",
+                       help=" ".join(f"**{m}**: {METHOD_HELP[m]}" for m in METHODS))
+    opacity_column, colour_column, layer_column = st.columns([2, 1, 3])
+    opacity = opacity_column.slider("Opacity", 0.0, 1.0, 0.5, 0.05, key="pr_opacity")
+    colormap = colour_column.selectbox("Colours", COLORMAPS, key="pr_colormap")
+    detected = predictor.detected
+    auto = f"auto: {predictor.layer_title(detected.default_target)}"
+    layer = layer_column.selectbox(
+        "Target layer (CAM methods)", [auto, *reversed(detected.targets)], key="pr_layer",
+        format_func=lambda name: name if name == auto else predictor.layer_title(name),
+        help="The feature maps Grad-CAM, Grad-CAM++ and ScoreCAM explain. Auto takes the last one "
+             "before global pooling: the finest map the decision still depends on.")
+    target = detected.default_target if layer == auto else layer
+    if not methods:
+        st.info("Pick one or more saliency methods.")
+        return
+    seen, lesion = predictor.as_seen(film.pixels), _lesion(predictor, film)
+    film_key = hashlib.blake2b(film.pixels.tobytes(), digest_size=12).hexdigest()
+    columns = st.columns(max(len(methods), 3))  # one map need not fill the page
+    for method, column in zip(methods, columns, strict=False):
+        with column, st.spinner(f"{method}…"):
+            try:
+                saliency_map = _saliency_map(choice.key, film_key, method, target, _predictor=predictor,
+                                             _pixels=film.pixels)
+            except Exception as exc:  # noqa: BLE001 - e.g. a target layer the output does not depend on
+                st.error(f"{method} failed on layer {predictor.layer_title(target)}: {type(exc).__name__}: "
+                         f"{str(exc)[:200]}. Try another target layer.")
+                continue
+            image = overlay(seen, saliency_map, opacity, colormap)
+            st.image(image, caption=method, width="stretch")
+            if not saliency_map.any():
+                st.caption(empty_map_message(probability, choice.threshold))
+            if lesion is not None:
+                score = pointing(saliency_map, lesion)
+                st.caption(f"Lesion (known: synthetic): {score['share']:.1%} of the map lies on it, which covers "
+                           f"{score['chance']:.1%} of the image (a random map's share); peak on the lesion: "
+                           f"{'yes' if score['hit'] else 'no'}.")
+            st.download_button("Download overlay (PNG)", png_bytes(image), file_name=f"pneumo-{method.lower()}.png",
+                               mime="image/png", key=f"pr_download_{method}")
+
+
+def banner(choice: ModelChoice, film: Radiograph) -> None:
+    """The synthetic-data warning when the example shown is a drawn film."""
+    if choice.image_set is not None and film.label is not None:
+        synthetic_banner(choice.image_set)
