@@ -6,11 +6,11 @@ The ``medmnist`` package is not used: it pulls in torch for a single file downlo
 from __future__ import annotations
 
 import hashlib
-import os
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+from pneumo.files import replace_atomically
 from pneumo.paths import cache_dir
 
 SIZES = (28, 64, 128, 224)
@@ -43,23 +43,24 @@ def fetch(size: int, timeout: float = 30.0) -> Path:
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    part = target.with_suffix(f".part{os.getpid()}")
-    try:
-        with urllib.request.urlopen(url(size), timeout=timeout) as response, open(part, "wb") as out:
-            digest = hashlib.md5()
-            while chunk := response.read(1 << 20):
-                digest.update(chunk)
-                out.write(chunk)
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
-        part.unlink(missing_ok=True)
-        raise DownloadError(
-            f"Could not download PneumoniaMNIST {size} px ({exc}). Without internet, download "
-            f"{url(size)} elsewhere and give the path of the .npz file instead."
-        ) from exc
-    if digest.hexdigest() != MD5[size]:
-        part.unlink(missing_ok=True)
-        raise DownloadError(
-            f"PneumoniaMNIST {size} px download is corrupt (MD5 {digest.hexdigest()}, expected {MD5[size]})."
-        )
-    part.replace(target)
+
+    def download(part: Path) -> None:
+        """Into ``part``, checked against the published MD5 before it may take the target's place."""
+        digest = hashlib.md5()
+        try:
+            with urllib.request.urlopen(url(size), timeout=timeout) as response, open(part, "wb") as out:
+                while chunk := response.read(1 << 20):
+                    digest.update(chunk)
+                    out.write(chunk)
+        except (urllib.error.URLError, OSError, TimeoutError) as exc:
+            raise DownloadError(
+                f"Could not download PneumoniaMNIST {size} px ({exc}). Without internet, download "
+                f"{url(size)} elsewhere and give the path of the .npz file instead."
+            ) from exc
+        if digest.hexdigest() != MD5[size]:
+            raise DownloadError(
+                f"PneumoniaMNIST {size} px download is corrupt (MD5 {digest.hexdigest()}, expected {MD5[size]})."
+            )
+
+    replace_atomically(target, download)
     return target
