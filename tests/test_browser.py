@@ -273,7 +273,7 @@ def test_watch_follows_a_live_run(browser, server: tuple[str, Path]) -> None:
         expect(curve).not_to_have_text(one_epoch, timeout=60_000)  # the curves grew, no reload
         _epoch_row(run, 3)
         run.update_status(state=RunState.FINISHED, ended=time.time())
-        expect(page.get_by_text("finished on", exact=False).first).to_be_visible(timeout=60_000)
+        _settle(page, "finished on")  # the state change redraws the whole page: wait until it is done
         expect(picker).to_have_value("live run · finished")
         assert page.locator('[data-testid="stException"]').count() == 0
         page.screenshot(path=str(SHOTS / "watch-live.png"), full_page=True)

@@ -121,8 +121,8 @@ def _choose_upload() -> ModelChoice | None:
 
 def choose_film(image_set: ImageSet | None) -> Radiograph | None:
     """An example from the image set's test split, or an uploaded JPEG/PNG/DICOM."""
-    source = st.segmented_control("Image", ["Example from the data set", "Upload an image"],
-                                  default="Example from the data set", key="pr_image_source")
+    source = st.segmented_control("Image", ["Example", "Upload an image"], default="Example", key="pr_image_source",
+                                  help="An example from the test split of the run's data set, or your own film.")
     if source == "Upload an image":
         return _uploaded_film()
     if image_set is None:
