@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -30,6 +31,16 @@ def isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PNEUMO_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("PNEUMO_RUNS", str(tmp_path / "runs"))
     monkeypatch.delenv("PNEUMO_DATA", raising=False)
+
+
+def page_app(page: str, **state) -> AppTest:
+    """A page run from its own script, not yet run: ``page`` names pages/<page>.py. The sidebar's
+    working size starts at 64 px (fast to draw); ``state`` sets more session state."""
+    at = AppTest.from_file(str(ROOT / "pages" / f"{page}.py"), default_timeout=240)
+    at.session_state["ds_size"] = 64
+    for key, value in state.items():
+        at.session_state[key] = value
+    return at
 
 
 def image_bytes(fmt: str = "JPEG", size: tuple[int, int] = (40, 30), value: int = 128, mode: str = "L") -> bytes:

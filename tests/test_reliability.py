@@ -25,7 +25,7 @@ from pneumo.files import write_json
 from pneumo.runs.store import Run, RunStore, append_row
 from pneumo.training.config import TrainConfig
 from tests import films
-from tests.conftest import ROOT, image_bytes, make_tree
+from tests.conftest import image_bytes, make_tree, page_app
 
 SEEDS = {**films.good_files(), "window.dcm": films.dicom(films.gradient().astype(np.uint16) * 16, window=(2000, 800))}
 
@@ -125,16 +125,11 @@ def damaged_store(trained_cnn: Path) -> dict[str, Run]:
 
 
 def _page(page: str, **state) -> AppTest:
-    """One page from its own script, as pages are tested (tests/pages)."""
-    at = AppTest.from_file(str(ROOT / page), default_timeout=240)
-    at.session_state["ds_size"] = 64
-    for key, value in state.items():
-        at.session_state[key] = value
-    return at.run()
+    return page_app(page, **state).run()
 
 
 def test_damaged_runs_are_listed_with_reasons_and_crash_no_page(damaged_store: dict[str, Run]) -> None:
-    at = _page("pages/train.py", train_view="Runs")
+    at = _page("train", train_view="Runs")
     assert not at.exception
     table = at.dataframe[0].value
     rows = {name: table[table["name"].isin([name, run.id])].iloc[0] for name, run in damaged_store.items()}
@@ -147,17 +142,17 @@ def test_damaged_runs_are_listed_with_reasons_and_crash_no_page(damaged_store: d
     assert {statuses[n] for n in ("broken json", "no model", "corrupt model")} == {"damaged"}
 
     for run in damaged_store.values():  # the Watch view of every run
-        at = _page("pages/train.py", train_view="Watch", watch_run=run.id)
+        at = _page("train", train_view="Watch", watch_run=run.id)
         assert not at.exception, run.name
 
-    at = _page("pages/evaluate.py")
+    at = _page("evaluate")
     assert not at.exception
     options = at.multiselect[0].options
     assert "bad predictions" not in options and "broken json" not in options and "good" in options
     at.multiselect[0].set_value([damaged_store["good"].id, damaged_store["no model"].id]).run()
     assert not at.exception  # a run without its model still has predictions to evaluate
 
-    at = _page("pages/predict.py")
+    at = _page("predict")
     assert not at.exception
     offered = at.selectbox(key="pr_run").options
     assert "good" in offered and not {"no model", "corrupt model", "broken json"} & set(offered)
@@ -195,11 +190,7 @@ def test_data_folder_faults_are_skipped_and_listed(tmp_path: Path) -> None:
     assert "not a regular file" in skipped["train/PNEUMONIA/person6_virus_6.jpeg"]
     assert image_set.empty_folders == ["val/NORMAL", "val/PNEUMONIA (no folder)"]
 
-    at = AppTest.from_file(str(ROOT / "pages" / "dataset.py"), default_timeout=120)
-    at.session_state["ds_kind"] = "Folder"
-    at.session_state["ds_folder"] = str(root)
-    at.session_state["ds_size"] = 32
-    at.run()
+    at = _page("dataset", ds_kind="Folder", ds_folder=str(root), ds_size=32)
     assert not at.exception
     assert any("val/NORMAL, val/PNEUMONIA (no folder)" in w.value for w in at.warning)
     assert any("5 unreadable file(s) skipped" in e.label for e in at.expander)

@@ -6,10 +6,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from pneumo.data.sources import FolderSource
-from tests.conftest import ROOT, make_tree
+from tests.conftest import ROOT, make_tree, page_app
 
 APP = str(ROOT / "streamlit_app.py")
-PAGE = str(ROOT / "pages" / "dataset.py")
 
 
 @pytest.fixture(scope="module")
@@ -24,10 +23,7 @@ def _reuse_decoded_images(shared_cache: Path, monkeypatch: pytest.MonkeyPatch) -
 
 
 def _page(**state) -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=120)
-    for key, value in state.items():
-        at.session_state[key] = value
-    return at
+    return page_app("dataset", **state)
 
 
 def _text(at: AppTest) -> str:

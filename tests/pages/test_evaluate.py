@@ -9,9 +9,7 @@ from streamlit.testing.v1 import AppTest
 from pneumo.files import write_json
 from pneumo.runs.store import Run, RunStore
 from pneumo.training.config import TrainConfig
-from tests.conftest import ROOT
-
-PAGE = str(ROOT / "pages" / "evaluate.py")
+from tests.conftest import page_app
 
 
 def _run_with_predictions(name: str, noise: float, seed: int) -> Run:
@@ -30,7 +28,7 @@ def _run_with_predictions(name: str, noise: float, seed: int) -> Run:
 
 
 def _page() -> AppTest:
-    return AppTest.from_file(PAGE, default_timeout=120).run()
+    return page_app("evaluate").run()
 
 
 def test_no_runs_says_what_to_do() -> None:

@@ -16,9 +16,7 @@ from pneumo.files import write_json
 from pneumo.runs.store import Run, RunStore
 from pneumo.training.config import TrainConfig
 from tests import films
-from tests.conftest import ROOT
-
-PAGE = str(ROOT / "pages" / "predict.py")
+from tests.conftest import page_app
 
 
 @pytest.fixture
@@ -31,11 +29,7 @@ def run(trained_cnn: Path) -> Run:
 
 
 def _page(**state) -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=240)
-    at.session_state["ds_size"] = 64
-    for key, value in state.items():
-        at.session_state[key] = value
-    return at.run()
+    return page_app("predict", **state).run()
 
 
 def _probability(at: AppTest) -> float:

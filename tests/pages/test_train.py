@@ -10,9 +10,7 @@ from pneumo.runs.store import RunStore
 from pneumo.training.augment import PRESETS, TRANSFORMS, preset_name
 from pneumo.training.config import OPTIONS, TrainConfig
 from pneumo.training.engine import run_training
-from tests.conftest import ROOT
-
-PAGE = str(ROOT / "pages" / "train.py")
+from tests.conftest import page_app
 
 
 @pytest.fixture(scope="module")
@@ -28,11 +26,7 @@ def trained_run(tiny_npz: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 
 def _train_page(**state) -> AppTest:
     """The page on its own: it draws the sidebar's data set picker itself, as when opened by URL."""
-    at = AppTest.from_file(PAGE, default_timeout=180)
-    at.session_state["ds_size"] = 64
-    for key, value in state.items():
-        at.session_state[key] = value
-    return at.run()
+    return page_app("train", **state).run()
 
 
 def _form_values(at: AppTest, model: str) -> dict[str, object]:
