@@ -12,6 +12,7 @@ A run folder holds everything the pages need and everything needed to reproduce 
     backup/           Keras BackupAndRestore checkpoint, for resuming a killed run
     tensorboard/      TensorBoard logs
     predictions.csv   split,id,label,prob,patient for every val and test image
+    familiarity.npz   where the training films lie in the model's features (pneumo.explain.familiarity)
 
 JSON files are replaced atomically (temp file + rename); CSV rows are appended one whole
 line per write, and readers ignore a half-written last line. Writers are single (the

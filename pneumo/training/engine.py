@@ -24,7 +24,8 @@ import tensorflow as tf
 from pneumo import device
 from pneumo.data import cache, splits
 from pneumo.data.sources import DatasetError, ImageSet, parse_spec
-from pneumo.files import write_json
+from pneumo.explain import familiarity
+from pneumo.files import replace_atomically, write_json
 from pneumo.runs.store import Run, RunState
 from pneumo.training import models, pipeline
 from pneumo.training.callbacks import RunMonitor, TriangularCyclicLR
@@ -91,7 +92,7 @@ def _train(run: Run, config: TrainConfig, dev: str, verbose: int) -> tuple[RunSt
                           (start, start + config.fine_tune_epochs), verbose)
             if reason:
                 return _end_early(run, model, image_set, split, reason)
-    _write_predictions(run, model, image_set, split)
+    _write_outputs(run, model, image_set, split)
     _remove_checkpoints(run)
     return RunState.FINISHED, _early_stop_note(run, config)
 
@@ -151,7 +152,7 @@ def _end_early(run: Run, model: keras.Model, image_set: ImageSet, split: np.ndar
     if reason == "stopped by the user":
         model.save(run.file("last.keras"))
         run.file("stop").unlink(missing_ok=True)
-        _write_predictions(run, model, image_set, split)
+        _write_outputs(run, model, image_set, split)
         return RunState.STOPPED, "stopped by the user; the model so far is saved and the run can be resumed"
     return RunState.FAILED, reason
 
@@ -163,8 +164,9 @@ def _early_stop_note(run: Run, config: TrainConfig) -> str | None:
     return None
 
 
-def _write_predictions(run: Run, model: keras.Model, image_set: ImageSet, split: np.ndarray) -> None:
-    """predictions.csv for val and test, from the best saved model (else the current one)."""
+def _write_outputs(run: Run, model: keras.Model, image_set: ImageSet, split: np.ndarray) -> None:
+    """predictions.csv for val and test, and the feature summary the Predict page checks new films
+    against, both from the best saved model (else the current one)."""
     best = run.file("best.keras")
     scorer = keras.saving.load_model(best, safe_mode=True) if best.exists() else model
     records = image_set.records
@@ -173,12 +175,23 @@ def _write_predictions(run: Run, model: keras.Model, image_set: ImageSet, split:
         mask = split == name
         if not mask.any():
             continue
-        images = np.asarray(image_set.images[mask], dtype=np.float32)[..., None]
-        probs = scorer.predict(images, batch_size=64, verbose=0).reshape(-1)
+        probs = scorer.predict(_films(image_set, mask), batch_size=64, verbose=0).reshape(-1)
         frames.append(pd.DataFrame({"split": name, "id": records["id"][mask].to_numpy(),
                                     "label": records["label"][mask].to_numpy(), "prob": probs,
                                     "patient": records["patient"][mask].to_numpy()}))
     run.write_predictions(pd.concat(frames))
+    features = familiarity.feature_extractor(scorer)
+    train = np.flatnonzero(split == "train")
+    train = np.sort(np.random.default_rng(0).permutation(train)[:familiarity.MAX_TRAIN_FILMS])
+    summary = familiarity.Familiarity.fit(features.predict(_films(image_set, train), batch_size=64, verbose=0),
+                                          features.predict(_films(image_set, split == "val"), batch_size=64,
+                                                           verbose=0))
+    replace_atomically(run.file(familiarity.FILE), summary.save)
+
+
+def _films(image_set: ImageSet, which: np.ndarray) -> np.ndarray:
+    """The chosen films as a model takes them: (n, S, S, 1) float32, 0-255."""
+    return np.asarray(image_set.images[which], dtype=np.float32)[..., None]
 
 
 def _remove_checkpoints(run: Run) -> None:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from pneumo.explain import familiarity
 from pneumo.runs.store import RunStore
 from pneumo.training.augment import PRESETS
 from pneumo.training.callbacks import RunMonitor, TriangularCyclicLR
@@ -41,6 +42,22 @@ def test_short_training_learns_and_writes_the_run_folder(tiny_npz: Path) -> None
     for name in ("best.keras", "environment.json", "tensorboard"):
         assert run.file(name).exists()
     assert not run.file("backup").exists()  # checkpoints are cleared once a run finishes
+    _familiarity_separates_another_kind_of_film(run, tiny_npz)
+
+
+def _familiarity_separates_another_kind_of_film(run, tiny_npz: Path) -> None:
+    """The run's stored feature summary: its own held-out test films mostly pass, the same films
+    stored the wrong way (MONOCHROME1 read as MONOCHROME2, upside down) are flagged."""
+    import keras
+
+    model = keras.saving.load_model(run.file("best.keras"))
+    features = familiarity.feature_extractor(model)
+    summary = familiarity.Familiarity.load(run.file(familiarity.FILE))
+    test = np.load(tiny_npz)["test_images"].astype(np.float32)[..., None]
+    same = summary.distance(features.predict(test, verbose=0))
+    other = summary.distance(features.predict((255 - test)[:, ::-1], verbose=0))
+    assert np.mean([summary.unfamiliar(d) for d in same]) < 0.1
+    assert np.mean([summary.unfamiliar(d) for d in other]) > 0.9
 
 
 @pytest.mark.slow
