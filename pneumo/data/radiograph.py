@@ -27,6 +27,9 @@ logging.getLogger("pydicom").setLevel(logging.ERROR)  # its warnings are warning
 MAX_BYTES = 50 * 1024 * 1024  # as .streamlit/config.toml's maxUploadSize
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS  # one place: imaging's decompression-bomb limit
 MAX_SIDE = 16_384
+# The smallest films of any supported data set are PneumoniaMNIST's 28 px; anything smaller
+# carries no chest to speak of (a 1 x 1 PNG was once scored 99.9 % pneumonia).
+MIN_SIDE = 28
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".dcm", ".dicom")
 
 _SIGNATURES = {b"\xff\xd8\xff": "JPEG", b"\x89PNG\r\n\x1a\n": "PNG"}
@@ -82,8 +85,9 @@ def _read_pil(data: bytes, notes: list[str]) -> np.ndarray:
             if oriented.size != img.size or _has_rotation(img):
                 notes.append("EXIF orientation applied")
             return np.asarray(to_gray(oriented), dtype=np.uint8)
-    except Image.DecompressionBombError as exc:
-        raise ImageDecodeError(f"image too large to decode safely ({exc})") from exc
+    except Image.DecompressionBombError as exc:  # PIL's own check, met before ours: say ours
+        raise ImageDecodeError(f"the image declares more than {MAX_PIXELS:,} pixels, the limit (a decompression "
+                               "bomb?)") from exc
     except ImageDecodeError:
         raise
     except (OSError, SyntaxError, ValueError, TypeError, Image.UnidentifiedImageError) as exc:
@@ -172,4 +176,7 @@ def _check_size(width: int, height: int) -> None:
     if max(width, height) > MAX_SIDE or width * height > MAX_PIXELS:
         raise ImageDecodeError(f"the image declares {width:,} x {height:,} pixels; the limit is "
                                f"{MAX_PIXELS:,} pixels and {MAX_SIDE:,} a side (a decompression bomb?)")
+    if min(width, height) < MIN_SIDE:
+        raise ImageDecodeError(f"the image is {width} x {height} pixels: too small to show a chest (the smallest "
+                               f"films pneumo reads are {MIN_SIDE} x {MIN_SIDE}, PneumoniaMNIST's)")
 

@@ -32,11 +32,11 @@ def test_what_was_done_is_said() -> None:
 
 
 def test_rgba_transparency_is_flattened_on_black() -> None:
-    rgba = np.zeros((10, 10, 4), np.uint8)
+    rgba = np.zeros((40, 40, 4), np.uint8)
     rgba[..., :3] = 200
-    rgba[:5, :, 3] = 255  # top half opaque, bottom half transparent
+    rgba[:20, :, 3] = 255  # top half opaque, bottom half transparent
     film = radiograph.read(films.pil_file(films.Image.fromarray(rgba, "RGBA"), "PNG"), "a.png")
-    assert film.pixels[:5].min() == 200 and film.pixels[5:].max() == 0
+    assert film.pixels[:20].min() == 200 and film.pixels[20:].max() == 0
 
 
 def test_sixteen_bit_png_keeps_its_contrast() -> None:
@@ -46,7 +46,7 @@ def test_sixteen_bit_png_keeps_its_contrast() -> None:
 
 
 def test_dicom_window_and_rescale_are_applied() -> None:
-    arr = np.tile(np.linspace(0, 4000, 100), (20, 1)).astype(np.uint16)
+    arr = np.tile(np.linspace(0, 4000, 100), (30, 1)).astype(np.uint16)
     film = radiograph.read(films.dicom(arr, window=(1000, 400)), "w.dcm")
     # Values below 800 are all black and above 1200 all white: a 400-wide window at 1000.
     assert film.pixels[:, :19].max() == 0 and film.pixels[:, 31:].min() == 255
@@ -67,15 +67,21 @@ def test_extension_is_not_trusted() -> None:
     (films.png()[:60], "truncated or corrupt"),
     (films.png_declaring(100_000, 100_000), "decompression bomb"),
     (films.png_declaring(20_000, 10), "16,384 a side"),
-    (films.dicom(np.zeros((20, 20)), pixels=False), "holds no image"),
-    (films.dicom(np.zeros((20, 20)))[:-100], "cannot be decoded"),
+    (films.dicom(np.zeros((40, 40)), pixels=False), "holds no image"),
+    (films.dicom(np.zeros((40, 40)))[:-100], "cannot be decoded"),
+    (films.png(np.zeros((1, 1), np.uint8)), r"1 x 1 pixels: too small .* 28 x 28"),
+    (films.dicom(np.zeros((27, 300))), "300 x 27 pixels: too small"),
     (b"\0" * 128 + b"DICM" + b"\x02\x00" * 20, "DICOM"),
     (films.dicom_odd_columns(), "not a readable DICOM file"),
-], ids=["empty", "text", "cut-jpeg", "cut-png", "bomb", "too-wide", "dicom-no-pixels", "cut-dicom", "junk-dicom",
-        "odd-length-field"])
+], ids=["empty", "text", "cut-jpeg", "cut-png", "bomb", "too-wide", "dicom-no-pixels", "cut-dicom", "one-pixel",
+        "too-thin-dicom", "junk-dicom", "odd-length-field"])
 def test_bad_files_are_refused_with_a_reason(data: bytes, reason: str) -> None:
     with pytest.raises(ImageDecodeError, match=reason):
         radiograph.read(data, "upload.png")
+
+
+def test_the_smallest_films_read() -> None:
+    assert radiograph.read(films.png(np.full((28, 28), 90, np.uint8))).pixels.shape == (28, 28)
 
 
 def test_too_many_bytes_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
