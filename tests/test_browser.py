@@ -280,3 +280,30 @@ def test_watch_follows_a_live_run(browser, server: tuple[str, Path]) -> None:
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_predict_takes_a_model_file_over_50_mb(browser, app_url: str, tmp_path: Path) -> None:
+    """A model file over the films' 50 MB limit is accepted (model files: up to 500 MB, a limit the
+    browser, the server and the page all apply) and the page says what it detected."""
+    import keras
+
+    from pneumo.explain.predictor import MAX_MODEL_BYTES
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((32, 32, 1))
+    x = keras.layers.Flatten()(keras.layers.Conv2D(8, 3, activation="relu", name="conv")(inputs))
+    x = keras.layers.Dense(2100)(x)  # 15 M random weights: 60 MB that do not compress
+    path = tmp_path / "big.keras"
+    keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(x)).save(path)
+    assert radiograph.MAX_BYTES < path.stat().st_size < MAX_MODEL_BYTES
+    page = browser.new_page(viewport={"width": 1400, "height": 1600})
+    page.goto(f"{app_url}/predict")
+    _settle(page, "Predict")
+    page.get_by_text("Upload a model file", exact=True).click()
+    _settle(page, "Keras model (.keras or .h5, up to 500 MB)")
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').nth(0).set_input_files(str(path))
+    _settle(page, "Detected")
+    assert page.get_by_text("output: one sigmoid probability (Dense(1, sigmoid))").count() == 1
+    assert page.get_by_text("cannot be used").count() == 0 and page.get_by_text("or smaller").count() == 0
+    page.screenshot(path=str(SHOTS / "predict-model-over-50-mb.png"), full_page=True)
+    page.close()

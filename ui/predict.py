@@ -1,8 +1,10 @@
 """Predict page sections: choosing a model and a film, the prediction, the saliency maps.
 
-Loaded models are cached per server (``cache_resource``) and shared by every browser session;
-each session gets its own ``Predictor.configured`` view with its own choices. Maps are cached
-per model, film, method and layer, so moving the opacity or the colours recomputes nothing.
+Loaded models are cached per server (``cache_resource``: an upload by its sha256 digest, a run's
+model by path and modification time) and shared by every browser session; refusals are cached
+too, so a rerun never loads or checks a file again. Each session gets its own
+``Predictor.configured`` view with its own choices. Maps are cached per model, film, method and
+layer, so moving the opacity or the colours recomputes nothing.
 """
 
 from __future__ import annotations
@@ -17,7 +19,15 @@ from pneumo.data import radiograph, stats
 from pneumo.data.imaging import ImageDecodeError
 from pneumo.data.radiograph import Radiograph
 from pneumo.data.sources import ImageSet
-from pneumo.explain.predictor import PREPROCESSING, ModelLoadError, Predictor, load_bytes, load_file
+from pneumo.explain.predictor import (
+    MAX_MODEL_BYTES,
+    PREPROCESSING,
+    RESIZE,
+    ModelLoadError,
+    Predictor,
+    load_bytes,
+    load_file,
+)
 from pneumo.explain.saliency import (
     COLORMAPS,
     METHOD_HELP,
@@ -43,13 +53,25 @@ class ModelChoice:
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=4)
-def _run_predictor(model_path: str, modified: float) -> Predictor:
-    return Predictor(load_file(model_path))
+def _run_predictor(model_path: str, modified: float) -> Predictor | str:
+    """The run's model, or why it cannot be used."""
+    return _loaded(load_file, model_path)
 
 
-@st.cache_resource(show_spinner="Loading the uploaded model…", max_entries=4)
-def _uploaded_predictor(digest: str, _data: bytes) -> Predictor:
-    return Predictor(load_bytes(_data))
+@st.cache_resource(show_spinner="Checking and loading the uploaded model…", max_entries=4)
+def _uploaded_predictor(digest: str, _data: bytes) -> Predictor | str:
+    """The uploaded model, or why it cannot be used, once per file content."""
+    return _loaded(load_bytes, _data)
+
+
+def _loaded(load, source) -> Predictor | str:
+    """A Predictor, or the refusal's message: a refused file is cached as such, so a rerun does
+    not open it again (a decompression bomb took 55 s on every rerun before it was refused).
+    The message only, not the exception, whose traceback would keep the upload's bytes alive."""
+    try:
+        return Predictor(load(source))
+    except ModelLoadError as exc:
+        return str(exc)
 
 
 def choose_model() -> ModelChoice | None:
@@ -72,8 +94,10 @@ def _choose_run() -> ModelChoice | None:
     path = run.model_file()
     try:
         predictor = _run_predictor(str(path), path.stat().st_mtime)
-    except (ModelLoadError, OSError) as exc:
-        st.error(f"The model of run **{run.name}** cannot be loaded: {exc}")
+    except OSError as exc:
+        predictor = f"the file cannot be read ({exc})"
+    if isinstance(predictor, str):
+        st.error(f"The model of run **{run.name}** cannot be loaded: {predictor}")
         return None
     chosen = st.session_state.get("thresholds", {}).get(run.id)
     note = ("chosen on the Evaluate page" if chosen is not None else
@@ -87,19 +111,24 @@ def _run_image_set(run: Run) -> ImageSet | None:
     return run_image_set(config.dataset, config.image_size)
 
 
+_MODEL_MB = MAX_MODEL_BYTES // 2**20
+_IMAGE_MB = radiograph.MAX_BYTES // 2**20
+
+
 def _choose_upload() -> ModelChoice | None:
-    upload = st.file_uploader("Keras model (.keras or .h5)", type=["keras", "h5"], key="pr_model_upload",
-                              help="Loaded with Keras safe_mode: a model that carries code (Lambda layers) is refused.")
+    upload = st.file_uploader(f"Keras model (.keras or .h5, up to {_MODEL_MB} MB)", type=["keras", "h5"],
+                              key="pr_model_upload", max_upload_size=_MODEL_MB,
+                              help=f"Model files up to {_MODEL_MB} MB (images up to {_IMAGE_MB} MB); a larger file "
+                                   "is refused by the browser before it is sent. Loaded with Keras safe_mode: a model "
+                                   "that carries code (Lambda layers) is refused.")
     if upload is None:
-        st.info("Upload a model trained anywhere: one sigmoid output or two softmax outputs, any input size, "
-                "grey or RGB. Or pick a training run above.")
+        st.info(f"Upload a model trained anywhere, up to {_MODEL_MB} MB: one sigmoid or logit output, or two "
+                "(softmax or logits), any input size, grey or RGB. Or pick a training run above.")
         return None
-    data = upload.getvalue()
-    digest = hashlib.sha256(data).hexdigest()
-    try:
-        shared = _uploaded_predictor(digest, data)
-    except ModelLoadError as exc:
-        st.error(f"**{upload.name}** cannot be used: {exc}")
+    digest = _digest(upload)
+    shared = _uploaded_predictor(digest, upload.getvalue())
+    if isinstance(shared, str):
+        st.error(f"**{upload.name}** cannot be used: {shared}")
         return None
     detected = shared.detected
     st.markdown("**Detected**\n" + "\n".join(f"- {line}" for line in detected.describe()))
@@ -107,16 +136,31 @@ def _choose_upload() -> ModelChoice | None:
     options = list(PREPROCESSING)
     preprocessing = c1.selectbox("Pixel scaling before the model", options, format_func=PREPROCESSING.get,
                                  index=options.index(detected.suggested_preprocessing), key=f"pr_pre_{digest}",
-                                 help="Guessed from the model; pick what it was trained with.")
+                                 help="Guessed from the model (see Detected); pick what it was trained with.")
+    resize = c2.selectbox("Resize filter", list(RESIZE), format_func=RESIZE.get, key=f"pr_resize_{digest}",
+                          help="How the film is shrunk to the model's input size: use what the model was trained "
+                               "with. Keras' ImageDataGenerator.flow_from_directory uses nearest; pneumo's runs "
+                               "use bilinear. On real films the probability moved by up to 0.3 between the two.")
     index = 1
     if detected.outputs == 2:
-        index = c2.radio("Which output is pneumonia?", [0, 1], index=1, horizontal=True, key=f"pr_index_{digest}",
+        index = c1.radio("Which output is pneumonia?", [0, 1], index=1, horizontal=True, key=f"pr_index_{digest}",
                          help="Guessed 1: Keras' flow_from_directory and image_dataset_from_directory sort class "
                               "folders by name, NORMAL before PNEUMONIA.")
-    predictor = shared.configured(preprocessing, index)
+    predictor = shared.configured(preprocessing, index, resize)
     image_set = load_image_set(current_choice())
-    return ModelChoice(predictor, f"upload:{digest}:{preprocessing}:{index}", 0.5,
+    return ModelChoice(predictor, f"upload:{digest}:{preprocessing}:{index}:{resize}", 0.5,
                        "the default for an uploaded model", image_set)
+
+
+def _digest(upload) -> str:
+    """The upload's sha256, computed once per upload (0.5 to 1.3 s for 500 MB on this project's
+    machine), not on every rerun: kept in session state with the upload's id. (Streamlit itself
+    still deep-copies an uploaded file's bytes on every rerun: 0.11 s for 82 MB, measured.)"""
+    known = st.session_state.get("pr_model_digest")
+    if known is None or known[0] != upload.file_id:
+        known = (upload.file_id, hashlib.sha256(upload.getvalue()).hexdigest())
+        st.session_state["pr_model_digest"] = known
+    return known[1]
 
 
 def choose_film(image_set: ImageSet | None) -> Radiograph | None:

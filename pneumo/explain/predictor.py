@@ -1,10 +1,14 @@
 """One model, whatever its origin, turning one grayscale film into a probability of pneumonia.
 
 A run's ``best.keras`` takes raw 0-255 grey and holds its own preprocessing. A model trained
-elsewhere may want 3 channels, another size, its inputs scaled outside the model, two softmax
-outputs, and keep its conv base as a nested sub-model. ``Predictor`` detects all of this (and
-says what it found), copies the model into one flat graph so saliency methods can reach any
-conv layer, and serialises calls so browser sessions sharing it get their own answers.
+elsewhere may want 3 channels, another size, its inputs scaled outside the model (guessed from
+its architecture's name), two outputs (softmax probabilities or logits), and keep its conv base
+as a nested sub-model. ``Predictor`` detects all of this (and says what it found), copies the
+model into one flat graph so saliency methods can reach any conv layer, and serialises calls so
+browser sessions sharing it get their own answers.
+
+A model file is checked before Keras opens it (``check_file``): its size, and what a .keras zip
+or an .h5 file would inflate to, so a small file that unpacks to gigabytes is refused at once.
 
 The flat graph stops before the model's final sigmoid or softmax: it outputs the **log-odds**
 of pneumonia. A confident model's sigmoid saturates (exactly 1.0 in float32), and every
@@ -17,11 +21,14 @@ the sigmoid of the log-odds, taken in float64.
 from __future__ import annotations
 
 import copy
+import re
 import tempfile
 import threading
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import h5py
 import keras
 import numpy as np
 from PIL import Image
@@ -34,7 +41,57 @@ PREPROCESSING = {
     "unit": "0–1 (divide by 255)",
     "symmetric": "−1…1 (divide by 127.5, subtract 1)",
     "caffe": 'ImageNet "caffe" (subtract the BGR channel means: keras.applications ResNet50/VGG)',
+    "torch": 'ImageNet "torch" (0–1, then each channel\'s ImageNet mean and spread: keras.applications DenseNet)',
 }
+IMAGENET_RGB_MEAN = (0.485, 0.456, 0.406)  # keras.applications' "torch" mode, on 0-1 pixels
+IMAGENET_RGB_STD = (0.229, 0.224, 0.225)
+
+# Architectures known by the names keras.applications gives them and their layers (tf.keras 2
+# spellings too), with the scaling their ``preprocess_input`` applies: what a model built on one
+# most likely expects. A model names its base when the base is nested (``Sequential([ResNet50(...),
+# ...])``); ``Model(base.input, head)`` keeps only the base's layer names, hence the second
+# pattern, one layer name no other family uses. Read in order, the first match wins (ResNetV2
+# before ResNet). Consulted only when the model holds no scaling layer: EfficientNet, ConvNeXt and
+# MobileNetV3 carry theirs inside (Rescaling / Normalization), which is found first.
+ARCHITECTURES: tuple[tuple[str, str | None, str, str], ...] = (
+    # (model name pattern, layer name pattern, family, preprocessing)
+    (r"inception_?resnet_?v2", r"^block(35|17|8)_\d+_mixed$", "InceptionResNetV2", "symmetric"),
+    (r"inception_?v3", r"^mixed10$", "InceptionV3", "symmetric"),
+    (r"xception", r"^block\d+_sepconv\d$", "Xception", "symmetric"),
+    (r"mobilenet_?v3", None, "MobileNetV3 without its Rescaling layer", "symmetric"),
+    (r"mobilenet_?v2", r"^block_\d+_project$", "MobileNetV2", "symmetric"),
+    (r"mobilenet", r"^conv_pw_\d+$", "MobileNet", "symmetric"),
+    (r"nasnet", r"^normal_concat_\d+$", "NASNet", "symmetric"),
+    (r"resnet(50|101|152)_?v2", r"^conv\d_block\d+_preact_bn$", "ResNetV2", "symmetric"),
+    (r"resnet(50|101|152)", r"^conv\d_block\d+_3_conv$", "ResNet50/101/152", "caffe"),
+    (r"vgg_?(16|19)", r"^block5_conv3$", "VGG16/19", "caffe"),
+    (r"densenet", r"^conv\d_block\d+_concat$", "DenseNet", "torch"),
+    (r"efficientnet", None, "EfficientNet (keras.applications: raw 0–255, scaled inside)", "none"),
+    (r"convnext", None, "ConvNeXt (keras.applications: raw 0–255, scaled inside)", "none"),
+)
+
+# How the film is shrunk to the model's input size (PIL filters). Use what the model was trained
+# with: on real films the probability moved by up to 0.3 between nearest and bilinear.
+RESIZE = {
+    "bilinear": "bilinear (pneumo's runs)",  # imaging.decode_gray squashes every cached film this way
+    "nearest": "nearest (flow_from_directory)",  # Keras' ImageDataGenerator default
+    "bicubic": "bicubic",
+}
+_PIL_FILTERS = {"bilinear": Image.BILINEAR, "nearest": Image.NEAREST, "bicubic": Image.BICUBIC}
+
+# Model files. The upload limit (.streamlit/config.toml's server.maxUploadSize is the largest of
+# this and radiograph.MAX_BYTES, a test keeps them equal): this project's ResNet50 runs save 93 MB,
+# published chest X-ray models 80-250 MB. A .keras file is a zip: Keras stores its members
+# uncompressed (1:1), so one that inflates far beyond its stored size is a decompression bomb
+# (a 3.6 MB file inflating to 3.5 GB took 8 GB of memory and 55 s before this check).
+MAX_MODEL_BYTES = 500 * 2**20
+MAX_UNPACKED_BYTES = 4 * MAX_MODEL_BYTES  # what a model file may hold once inflated
+MAX_RATIO = 200  # inflated : stored, for a member (or HDF5 data) over RATIO_FLOOR
+RATIO_FLOOR = 8 * 2**20  # small members may compress as well as they like
+MAX_MEMBERS = 1_000  # a Keras zip holds 3 files, plus its assets
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+_ZIP_SIGNATURE = b"PK\x03\x04"
+
 DEFAULT_SIZE = 224  # for a model whose input size is not fixed
 _SCALING_LAYERS = (keras.layers.Rescaling, keras.layers.Normalization)
 _NOT_DEFAULT_TARGET = (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D, keras.layers.Dropout)
@@ -53,36 +110,158 @@ class Detected:
     height: int
     width: int
     channels: int
-    outputs: int  # 1 (sigmoid) or 2 (softmax)
+    outputs: int  # 1 (sigmoid or one logit) or 2 (softmax, two logits or two sigmoids)
     output_activation: str  # the final activation found in the model, taken off the flat graph (or "linear")
+    head: str  # the last layer in words: "a linear Dense(2)", "Dense(1, sigmoid)", "a Softmax layer"
     builtin_preprocessing: list[str]  # names of scaling layers inside the model
     nested: list[str]  # sub-models inlined into the flat copy
     targets: list[str]  # layers with spatial (H x W x C) output, saliency targets, graph order
     default_target: str
     notes: list[str]
+    suggested_preprocessing: str  # a key of PREPROCESSING
+    preprocessing_reason: str  # why, in words
 
     @property
-    def suggested_preprocessing(self) -> str:
-        if self.builtin_preprocessing:
-            return "none"
-        if any(name.startswith(("resnet", "vgg")) for name in self.nested):
-            return "caffe"
-        return "unit"
+    def output_kind(self) -> str:
+        """What the model outputs, in plain words: probabilities, or logits pneumo squashes itself."""
+        kind, head = self.output_activation, self.head
+        if self.outputs == 1:
+            if kind == "sigmoid":
+                return f"one sigmoid probability ({head})"
+            taken = "one logit" if kind == "linear" else f"one {kind} output, taken as a logit"
+            return f"{taken} ({head}): pneumo applies the sigmoid"
+        if kind in _SQUASHING:
+            return f"two {kind} probabilities ({head}), one per class" + (
+                ", each on its own" if kind == "sigmoid" else "")
+        taken = "two logits" if kind == "linear" else f"two {kind} outputs, taken as logits"
+        return f"{taken} ({head}): pneumo applies softmax"
 
     def describe(self) -> list[str]:
         out = [f"input {self.height} x {self.width} x {self.channels} "
                f"({'grey' if self.channels == 1 else 'RGB: the grey film is copied into 3 channels'})",
-               "output: one sigmoid unit (probability of pneumonia)" if self.outputs == 1 else
-               f"output: two {self.output_activation} units (one per class)",
+               f"output: {self.output_kind}",
                ("preprocessing inside the model: " + ", ".join(self.builtin_preprocessing))
-               if self.builtin_preprocessing else "no preprocessing layer inside the model: choose how to scale pixels"]
+               if self.builtin_preprocessing else
+               f"no preprocessing layer inside the model: {self.preprocessing_reason}. Change it if the model "
+               "was trained otherwise"]
         if self.nested:
             out.append(f"nested sub-model(s) {', '.join(self.nested)}: flattened so their conv layers can be reached")
         return out + self.notes
 
 
-def load_file(path: Path) -> keras.Model:
-    """Load a .keras or .h5 model with ``safe_mode=True``: code hidden in a file is refused."""
+def guess_preprocessing(names: list[tuple[str, str]], layers: list[str]) -> tuple[str, str]:
+    """The scaling a model without scaling layers most likely expects, and why, matched against
+    ``ARCHITECTURES``: first the names of the model and its nested sub-models (``(what, name)``
+    pairs: "the model's name", "a nested model named"), then its layer names."""
+    for what, name in names:
+        for pattern, _, family, preprocessing in ARCHITECTURES:
+            if re.search(pattern, name, re.IGNORECASE):
+                return preprocessing, (f"pixel scaling guessed from {what} {name}: {family} expects "
+                                       f"{PREPROCESSING[preprocessing]}")
+    for _, pattern, family, preprocessing in ARCHITECTURES:
+        layer = next((layer for layer in layers if pattern and re.search(pattern, layer)), None)
+        if layer is not None:
+            return preprocessing, (f"pixel scaling guessed from a layer named {layer}, as {family} names its "
+                                   f"layers: {family} expects {PREPROCESSING[preprocessing]}")
+    return "unit", (f"no known architecture in its names, so pixel scaling is guessed "
+                    f"{PREPROCESSING['unit']}, the most common")
+
+
+def _megabytes(n: int) -> str:
+    if n < 2**20:
+        return f"{n / 2**10:,.1f} KB"
+    return f"{n / 2**20:,.1f} MB" if n < 10 * 2**20 else f"{n / 2**20:,.0f} MB"
+
+
+def _too_many(members: int) -> None:
+    if members > MAX_MEMBERS:
+        raise ModelLoadError(f"the zip archive holds {members:,} files; a Keras model holds a few "
+                             f"(pneumo opens at most {MAX_MEMBERS:,})")
+
+
+def check_file(path: Path) -> None:
+    """Refuse, before Keras opens it, a model file too big or one that would inflate too far.
+
+    Reads only the file's size, a .keras zip's central directory (what each member declares it
+    holds: Python's zipfile, which Keras reads through, never inflates a member past that) and an
+    .h5 file's dataset headers, so it answers in milliseconds whatever the file claims.
+    """
+    size = path.stat().st_size
+    if size > MAX_MODEL_BYTES:
+        raise ModelLoadError(f"the file is {_megabytes(size)}; a model file may be at most "
+                             f"{_megabytes(MAX_MODEL_BYTES)}")
+    with open(path, "rb") as file:
+        head = file.read(8)
+        if head.startswith(_ZIP_SIGNATURE):
+            _check_zip(file, size)
+        elif head == _HDF5_SIGNATURE:
+            _check_h5(path, size)
+
+
+def _check_zip(file, size: int) -> None:
+    # The member count from the end record, before zipfile parses one entry per member (a
+    # 500 MB directory of empty members would take minutes and gigabytes).
+    file.seek(max(0, size - 22 - 65_535))
+    tail = file.read()
+    end = tail.rfind(b"PK\x05\x06")
+    if end >= 0 and len(tail) - end >= 22:
+        _too_many(int.from_bytes(tail[end + 10:end + 12], "little"))  # 0xFFFF: ZIP64, more than any model
+    file.seek(0)
+    try:
+        with zipfile.ZipFile(file) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError) as exc:
+        raise ModelLoadError(f"not a loadable Keras model (a damaged zip archive: {exc})") from exc
+    _too_many(len(members))  # what zipfile found, should the end record have said otherwise
+    total = sum(member.file_size for member in members)
+    if total > MAX_UNPACKED_BYTES:
+        raise ModelLoadError(f"the {_megabytes(size)} file would inflate to {_megabytes(total)}; pneumo opens "
+                             f"at most {_megabytes(MAX_UNPACKED_BYTES)} (a decompression bomb?)")
+    for member in members:
+        if member.file_size > RATIO_FLOOR and member.file_size > MAX_RATIO * max(member.compress_size, 1):
+            raise ModelLoadError(
+                f"{member.filename} inflates from {_megabytes(member.compress_size)} to "
+                f"{_megabytes(member.file_size)} ({member.file_size / max(member.compress_size, 1):,.0f}:1); "
+                f"Keras stores a model's files uncompressed, and more than {MAX_RATIO}:1 is a decompression bomb")
+
+
+def _check_h5(path: Path, size: int) -> None:
+    """HDF5 may declare data it does not store (a fill value, or compressed chunks): sum what the
+    datasets declare, as the .keras check does with a zip's members."""
+    declared = 0
+    objects = 0
+
+    def visit(_name: str, item) -> bool | None:
+        nonlocal declared, objects
+        objects += 1
+        if isinstance(item, h5py.Dataset):
+            declared += item.size * item.dtype.itemsize
+        return True if objects > 100 * MAX_MEMBERS else None  # True stops the walk
+
+    try:
+        with h5py.File(path, "r") as file:
+            file.visititems(visit)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise ModelLoadError(f"not a loadable Keras model (a damaged HDF5 file: {str(exc)[:200]})") from exc
+    if objects > 100 * MAX_MEMBERS:
+        raise ModelLoadError(f"the HDF5 file holds more than {100 * MAX_MEMBERS:,} objects; a Keras model "
+                             "holds a few per layer")
+    if declared > MAX_UNPACKED_BYTES or (declared > RATIO_FLOOR and declared > MAX_RATIO * size):
+        raise ModelLoadError(f"the {_megabytes(size)} file declares {_megabytes(declared)} of weights; pneumo "
+                             f"opens at most {_megabytes(MAX_UNPACKED_BYTES)}, and at most {MAX_RATIO}:1 of "
+                             "what is stored (a decompression bomb?)")
+
+
+def load_file(path: Path | str) -> keras.Model:
+    """Load a .keras or .h5 model with ``safe_mode=True``: code hidden in a file is refused.
+    The file is checked first (``check_file``): too big, or inflating too far, is refused unopened."""
+    path = Path(path)
+    try:
+        check_file(path)
+    except ModelLoadError:
+        raise
+    except Exception as exc:  # an unreadable file, or a check tripped by a damaged one: a message all the same
+        raise ModelLoadError(f"the file cannot be checked ({type(exc).__name__}: {str(exc)[:300]})") from exc
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # Keras raises many types for a bad file
@@ -100,9 +279,12 @@ def load_file(path: Path) -> keras.Model:
 def load_bytes(data: bytes) -> keras.Model:
     """Load uploaded model bytes. They go to a private temporary folder under a fixed name
     chosen by their content (a .keras file is a zip, .h5 is HDF5), never the upload's name."""
-    if data.startswith(b"PK\x03\x04"):
+    if len(data) > MAX_MODEL_BYTES:
+        raise ModelLoadError(f"the file is {_megabytes(len(data))}; a model file may be at most "
+                             f"{_megabytes(MAX_MODEL_BYTES)}")
+    if data.startswith(_ZIP_SIGNATURE):
         suffix = ".keras"
-    elif data.startswith(b"\x89HDF\r\n\x1a\n"):
+    elif data.startswith(_HDF5_SIGNATURE):
         suffix = ".h5"
     else:
         raise ModelLoadError("not a Keras model file: a .keras file is a zip archive and an .h5 file is HDF5, "
@@ -121,28 +303,39 @@ class Predictor:
     softmax to the output itself) and the gradient methods see the same score.
     """
 
-    def __init__(self, model: keras.Model, preprocessing: str | None = None, pneumonia_index: int = 1) -> None:
-        flat, nested, self.layer_paths = flatten(model)  # layer_paths: layer name -> "sub-model/layer"
-        logits, activation = _logits(flat)
-        self.detected = _detect(flat, nested, activation)
-        # One log-odds model per choice of pneumonia output, built once and shared by every copy.
-        self._models = {i: _log_odds_model(flat.inputs[0], logits, self.detected, i)
-                        for i in ((0,) if self.detected.outputs == 1 else (0, 1))}
+    def __init__(self, model: keras.Model, preprocessing: str | None = None, pneumonia_index: int = 1,
+                 resize: str = "bilinear") -> None:
+        try:
+            flat, nested, self.layer_paths = flatten(model)  # layer_paths: layer name -> "sub-model/layer"
+            logits, activation, head = _logits(flat)
+            names = [("the model's name", model.name), *(("a nested model named", name) for name in nested)]
+            self.detected = _detect(flat, nested, activation, head, names)
+            # One log-odds model per choice of pneumonia output, built once and shared by every copy.
+            self._models = {i: _log_odds_model(flat.inputs[0], logits, self.detected, i)
+                            for i in ((0,) if self.detected.outputs == 1 else (0, 1))}
+        except ModelLoadError:
+            raise
+        except Exception as exc:  # a graph from elsewhere may break the copy in any way: say so
+            raise ModelLoadError(f"pneumo cannot rebuild this model's graph ({type(exc).__name__}: "
+                                 f"{str(exc)[:300]})") from exc
         self.lock = threading.Lock()  # Keras models are shared by every browser session
-        self._choose(preprocessing or self.detected.suggested_preprocessing, pneumonia_index)
+        self._choose(preprocessing or self.detected.suggested_preprocessing, pneumonia_index, resize)
 
-    def configured(self, preprocessing: str, pneumonia_index: int = 1) -> Predictor:
+    def configured(self, preprocessing: str, pneumonia_index: int = 1, resize: str = "bilinear") -> Predictor:
         """The same model (and lock) with other user choices: what each browser session holds."""
         other = copy.copy(self)
-        other._choose(preprocessing, pneumonia_index)
+        other._choose(preprocessing, pneumonia_index, resize)
         return other
 
-    def _choose(self, preprocessing: str, pneumonia_index: int) -> None:
+    def _choose(self, preprocessing: str, pneumonia_index: int, resize: str) -> None:
         if preprocessing not in PREPROCESSING:
             raise ValueError(f"preprocessing must be one of {', '.join(PREPROCESSING)}")
         if pneumonia_index not in (0, 1):
             raise ValueError("the pneumonia output is 0 or 1")
+        if resize not in RESIZE:
+            raise ValueError(f"resize must be one of {', '.join(RESIZE)}")
         self.preprocessing = preprocessing
+        self.resize = resize
         self.index = 0 if self.detected.outputs == 1 else pneumonia_index
         self.model = self._models[self.index]
 
@@ -151,11 +344,12 @@ class Predictor:
         return self.detected.height, self.detected.width
 
     def as_seen(self, gray: np.ndarray) -> np.ndarray:
-        """The film squashed to the model's input size, as uint8 grey: what the model sees."""
+        """The film squashed to the model's input size with the chosen filter, as uint8 grey: what
+        the model sees. Bilinear is what pneumo's runs were trained on (``imaging.decode_gray``)."""
         h, w = self.size
         if gray.shape == (h, w):
             return gray
-        return np.asarray(Image.fromarray(gray).resize((w, h), Image.BILINEAR, reducing_gap=2.0))
+        return np.asarray(Image.fromarray(gray).resize((w, h), _PIL_FILTERS[self.resize], reducing_gap=2.0))
 
     def prepare(self, gray: np.ndarray) -> np.ndarray:
         """The model input for one film: (1, H, W, C) float32."""
@@ -169,6 +363,11 @@ class Predictor:
         if self.preprocessing == "caffe":
             mean = np.array(IMAGENET_BGR_MEAN if self.detected.channels == 3 else [np.mean(IMAGENET_BGR_MEAN)])
             return (x - mean).astype(np.float32)
+        if self.preprocessing == "torch":
+            mean, std = np.array(IMAGENET_RGB_MEAN), np.array(IMAGENET_RGB_STD)
+            if self.detected.channels == 1:
+                mean, std = mean.mean(keepdims=True), std.mean(keepdims=True)
+            return ((x / 255.0 - mean) / std).astype(np.float32)
         return x
 
     def log_odds(self, gray: np.ndarray) -> float:
@@ -238,6 +437,9 @@ def flatten(model: keras.Model) -> tuple[keras.Model, list[str], dict[str, str]]
 
     def call(layer, within: str, *args, **kwargs):
         if isinstance(layer, keras.Model):  # a nested model, never copied: inline its layers
+            if len(layer.inputs) != 1:
+                raise ModelLoadError(f"the nested model {layer.name} takes {len(layer.inputs)} inputs; pneumo can "
+                                     "only inline nested models of one input")
             nested.append(layer.name)
             return run(layer, args[0], f"{within}/{layer.name}" if within else layer.name)
         return layer(*args, **kwargs)
@@ -250,7 +452,8 @@ def flatten(model: keras.Model) -> tuple[keras.Model, list[str], dict[str, str]]
     return flat, nested, labels
 
 
-def _detect(model: keras.Model, nested: list[str], activation: str) -> Detected:
+def _detect(model: keras.Model, nested: list[str], activation: str, head: str, names: list[tuple[str, str]]
+            ) -> Detected:
     notes = []
     shape = tuple(model.inputs[0].shape[1:])
     if len(shape) != 3 or shape[-1] not in (1, 3):
@@ -260,22 +463,23 @@ def _detect(model: keras.Model, nested: list[str], activation: str) -> Detected:
         notes.append(f"input size not fixed: images are given at {height} x {width}")
     if len(model.outputs) != 1 or tuple(model.outputs[0].shape[1:]) not in ((1,), (2,)):
         found = [tuple(o.shape[1:]) for o in model.outputs]
-        raise ModelLoadError(f"the model's output is {found}; pneumo needs one sigmoid unit or two softmax units")
+        raise ModelLoadError(f"the model's output is {found}; pneumo needs one output (a sigmoid or a logit) or "
+                             "two (softmax probabilities or logits)")
     outputs = model.outputs[0].shape[-1]
-    expected = "sigmoid" if outputs == 1 else "softmax"
-    if activation in _SQUASHING:
-        notes.append(f"the final {activation} is applied by pneumo, so saliency maps explain the log-odds of "
-                     "pneumonia, which stay informative where the probability rounds to 100 %")
-    else:
-        notes.append(f"the last layer's activation is {activation}, not {expected}: its outputs are taken as "
-                     f"logits and pneumo applies {expected} to them")
+    squash = "sigmoid" if outputs == 1 else "softmax"
+    taken = (f"before the {activation}" if activation in _SQUASHING else
+             "the logit" if outputs == 1 else "the difference of the logits")
+    notes.append(f"saliency maps explain the log-odds of pneumonia ({taken}; pneumo applies the {squash} itself "
+                 "for the number shown): they stay informative where the probability rounds to 100 %")
     targets, default = _targets(model)
     if not targets:
         raise ModelLoadError("the model has no layer with a spatial (height x width x channels) output, "
                              "so there is nothing for saliency maps to look at")
     scaling = [layer.name for layer in model.layers if isinstance(layer, _SCALING_LAYERS)]
-    return Detected(int(height), int(width), int(shape[-1]), int(outputs), activation, scaling, nested, targets,
-                    default, notes)
+    preprocessing, reason = (("none", "the model scales its input itself") if scaling else
+                             guess_preprocessing(names, [layer.name for layer in model.layers]))
+    return Detected(int(height), int(width), int(shape[-1]), int(outputs), activation, head, scaling, nested,
+                    targets, default, notes, preprocessing, reason)
 
 
 def _targets(model: keras.Model) -> tuple[list[str], str]:
@@ -292,25 +496,34 @@ def _targets(model: keras.Model) -> tuple[list[str], str]:
     return [layer.name for layer in maps], default.name if default else ""
 
 
-def _logits(flat: keras.Model) -> tuple[keras.KerasTensor, str]:
-    """The flat model's output before its final sigmoid or softmax, and that activation's name.
+def _logits(flat: keras.Model) -> tuple[keras.KerasTensor, str, str]:
+    """The flat model's output before its final sigmoid or softmax, that activation's name, and
+    the last layer in words.
 
     The last layer's own copy is made linear (an ``Activation`` or ``Softmax`` layer is simply
     left out); the flat graph itself is left as it is.
     """
     output = flat.outputs[0]
     last = output._keras_history.operation
+    units = output.shape[-1]
+    kind = type(last).__name__
     if isinstance(last, keras.layers.Softmax):
-        return last.input, "softmax"
+        return last.input, "softmax", "a Softmax layer"
     name = getattr(getattr(last, "activation", None), "__name__", "linear")
-    if name not in _SQUASHING:
-        return output, name
     if isinstance(last, keras.layers.Activation):
-        return last.input, name
+        head = f"an Activation({name}) layer"
+    elif not hasattr(last, "activation"):
+        head = f"a {kind} layer"
+    else:
+        head = f"a linear {kind}({units})" if name == "linear" else f"{kind}({units}, {name})"
+    if name not in _SQUASHING:
+        return output, name, head
+    if isinstance(last, keras.layers.Activation):
+        return last.input, name, head
     linear = last.__class__.from_config({**last.get_config(), "activation": "linear"})
     logits = linear(last.input)
     linear.set_weights(last.get_weights())
-    return logits, name
+    return logits, name, head
 
 
 def _log_odds_model(inputs: keras.KerasTensor, logits: keras.KerasTensor, detected: Detected, index: int

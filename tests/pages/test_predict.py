@@ -1,6 +1,9 @@
-"""AppTest of the Predict page: a run's model on examples, uploaded films good and bad, uploaded models."""
+"""AppTest of the Predict page: a run's model on examples, uploaded films good and bad, uploaded models
+(what was detected, their options, refusals), and the upload limits."""
 
 import shutil
+import tomllib
+import zipfile
 from pathlib import Path
 
 import keras
@@ -8,15 +11,17 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from pneumo.data import cache
+from pneumo.data import cache, radiograph
 from pneumo.data.sources import parse_spec
-from pneumo.explain.predictor import Predictor, load_file
+from pneumo.explain import predictor as predictor_module
+from pneumo.explain.predictor import MAX_MODEL_BYTES, Predictor, load_file
 from pneumo.explain.saliency import saliency
 from pneumo.files import write_json
 from pneumo.runs.store import Run, RunStore
 from pneumo.training.config import TrainConfig
 from tests import films
-from tests.conftest import page_app
+from tests.conftest import ROOT, page_app
+from ui import predict as predict_ui
 
 
 @pytest.fixture
@@ -95,7 +100,7 @@ def test_uploaded_nested_two_output_model(tmp_path: Path) -> None:
                                                        "application/octet-stream")).run()
     assert not at.exception and not at.error
     detected = next(m.value for m in at.markdown if m.value.startswith("**Detected**"))
-    assert "nested sub-model(s) base" in detected and "two softmax units" in detected
+    assert "nested sub-model(s) base" in detected and "two softmax probabilities" in detected
     at.segmented_control(key="pr_image_source").set_value("Upload an image").run()
     at.file_uploader(key="pr_image_upload").set_value(("x.png", films.png(), "image/png")).run()
     assert not at.exception
@@ -116,3 +121,86 @@ def test_uploaded_model_with_code_is_refused(tmp_path: Path) -> None:
     at.file_uploader(key="pr_model_upload").set_value(("evil.keras", (tmp_path / "evil.keras").read_bytes(),
                                                        "application/octet-stream")).run()
     assert not at.exception and "contains code" in at.error[0].value
+
+
+def test_upload_limit_in_the_config_is_the_largest_library_limit() -> None:
+    """config.toml cannot import Python: the server's limit is kept equal to the largest one here."""
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["maxUploadSize"] * 2**20 == max(MAX_MODEL_BYTES, radiograph.MAX_BYTES)
+
+
+def _upload_model(at: AppTest, name: str, data: bytes) -> AppTest:
+    return at.file_uploader(key="pr_model_upload").set_value((name, data, "application/octet-stream")).run()
+
+
+def _detected(at: AppTest) -> str:
+    return next(m.value for m in at.markdown if m.value.startswith("**Detected**"))
+
+
+def test_uploaded_list_input_and_logit_models_say_what_was_detected(tmp_path: Path) -> None:
+    keras.utils.set_random_seed(7)
+    inputs = keras.Input((48, 48, 3))
+    base = keras.Model([inputs], keras.layers.Conv2D(4, 3, name="conv")(inputs), name="mobilenetv2_1.00_224")
+    outer = keras.Input((48, 48, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(base(outer))
+    listed = keras.Model([outer], keras.layers.Dense(1, activation="sigmoid")(pooled))  # as tf.keras 2 saved it
+    logits = keras.Model(outer, keras.layers.Dense(2)(pooled))  # trained with from_logits=True
+    listed.save(tmp_path / "listed.h5")
+    logits.save(tmp_path / "logits.keras")
+    at = _page()
+    at.segmented_control(key="pr_source").set_value("Upload a model file").run()
+    uploader = at.file_uploader(key="pr_model_upload")
+    assert "up to 500 MB" in uploader.label and uploader.proto.max_upload_size_mb == MAX_MODEL_BYTES // 2**20
+    at = _upload_model(at, "listed.h5", (tmp_path / "listed.h5").read_bytes())
+    assert not at.exception and not at.error
+    detected = _detected(at)
+    assert "output: one sigmoid probability (Dense(1, sigmoid))" in detected
+    assert ("pixel scaling guessed from a nested model named mobilenetv2_1.00_224: MobileNetV2 expects −1…1"
+            in detected)
+    assert _selectbox(at, "Pixel scaling before the model").value == "symmetric"
+    at = _upload_model(at, "logits.keras", (tmp_path / "logits.keras").read_bytes())
+    assert not at.exception and not at.error
+    assert "output: two logits (a linear Dense(2)): pneumo applies softmax" in _detected(at)
+    at.segmented_control(key="pr_image_source").set_value("Upload an image").run()
+    at = at.file_uploader(key="pr_image_upload").set_value(("x.png", films.png(), "image/png")).run()
+    predictor = Predictor(logits)
+    expected = {resize: predictor.configured("symmetric", 1, resize).probability(films.gradient())
+                for resize in ("bilinear", "nearest")}
+    assert _probability(at) == pytest.approx(expected["bilinear"], abs=0.0006)
+    at = _selectbox(at, "Resize filter").set_value("nearest").run()
+    assert not at.exception and _probability(at) == pytest.approx(expected["nearest"], abs=0.0006)
+
+
+def _selectbox(at: AppTest, label: str):
+    return next(box for box in at.selectbox if box.label == label)
+
+
+def test_a_model_is_loaded_once_and_a_refusal_is_cached(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Reruns (a choice changed, a film picked) neither load the model again nor re-check a refused file."""
+    calls = []
+    load_bytes = predict_ui.load_bytes
+
+    def counted(data: bytes):
+        calls.append(len(data))
+        return load_bytes(data)
+
+    monkeypatch.setattr(predict_ui, "load_bytes", counted)
+    inputs = keras.Input((24, 24, 1))
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(3, 3)(inputs))
+    keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(x), name="loaded_once").save(tmp_path / "m.keras")
+    at = _page()
+    at.segmented_control(key="pr_source").set_value("Upload a model file").run()
+    at = _upload_model(at, "m.keras", (tmp_path / "m.keras").read_bytes())
+    at = _selectbox(at, "Pixel scaling before the model").set_value("symmetric").run()
+    at.segmented_control(key="pr_image_source").set_value("Upload an image").run()
+    assert not at.exception and not at.error and len(calls) == 1
+    # A zip that would inflate past the limit (lowered here, rather than writing gigabytes): a message, once.
+    monkeypatch.setattr(predictor_module, "MAX_UNPACKED_BYTES", 2**20)
+    bomb = tmp_path / "bomb.keras"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("model.weights.h5", bytes(3 * 2**20 + 17))
+    at = _upload_model(at, "bomb.keras", bomb.read_bytes())
+    assert not at.exception and "**bomb.keras** cannot be used: the" in at.error[0].value
+    assert "would inflate to 3.0 MB; pneumo opens at most 1.0 MB" in at.error[0].value
+    at.run()
+    assert "would inflate to 3.0 MB" in at.error[0].value and len(calls) == 2
