@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import streamlit as st
@@ -19,6 +20,8 @@ from pneumo.data import radiograph, stats
 from pneumo.data.imaging import ImageDecodeError
 from pneumo.data.radiograph import Radiograph
 from pneumo.data.sources import ImageSet
+from pneumo.explain import faithfulness, familiarity
+from pneumo.explain.familiarity import Familiarity
 from pneumo.explain.predictor import (
     MAX_MODEL_BYTES,
     PREPROCESSING,
@@ -50,6 +53,9 @@ class ModelChoice:
     threshold: float
     threshold_note: str
     image_set: ImageSet | None  # where the examples come from
+    trained_on: str = "unknown: the model was uploaded"  # the run's data set, in words
+    synthetic: bool = False  # trained on the drawn set: its output on a real film means nothing
+    familiarity: Familiarity | None = None  # where the run's training films lie in its features
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=4)
@@ -102,13 +108,29 @@ def _choose_run() -> ModelChoice | None:
     chosen = st.session_state.get("thresholds", {}).get(run.id)
     note = ("chosen on the Evaluate page" if chosen is not None else
             "the default: no threshold was chosen for this run on the Evaluate page")
+    image_set = _run_image_set(run)
+    spec = run.config().dataset
     return ModelChoice(predictor, f"run:{run.id}:{path.stat().st_mtime}", 0.5 if chosen is None else chosen, note,
-                       _run_image_set(run))
+                       image_set, image_set.name if image_set is not None else spec, spec.startswith("synthetic"),
+                       _familiarity(str(run.file(familiarity.FILE)), _mtime(run.file(familiarity.FILE))))
 
 
 def _run_image_set(run: Run) -> ImageSet | None:
     config = run.config()
     return run_image_set(config.dataset, config.image_size)
+
+
+def _mtime(path) -> float | None:
+    return path.stat().st_mtime if path.exists() else None
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _familiarity(path: str, modified: float | None) -> Familiarity | None:
+    """The run's stored feature summary; None for runs trained before pneumo stored one."""
+    try:
+        return Familiarity.load(Path(path)) if modified is not None else None
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 _MODEL_MB = MAX_MODEL_BYTES // 2**20
@@ -187,7 +209,9 @@ def choose_film(image_set: ImageSet | None) -> Radiograph | None:
 
 def _uploaded_film() -> Radiograph | None:
     upload = st.file_uploader("Chest X-ray (JPEG, PNG or DICOM)", key="pr_image_upload",
-                              type=[ext.lstrip(".") for ext in radiograph.EXTENSIONS])
+                              type=[ext.lstrip(".") for ext in radiograph.EXTENSIONS], max_upload_size=_IMAGE_MB,
+                              help=f"Up to {_IMAGE_MB} MB and {radiograph.MAX_PIXELS:,} pixels, at least "
+                                   f"{radiograph.MIN_SIDE} pixels a side. Read by its content, never saved.")
     if upload is None:
         return None
     try:
@@ -224,9 +248,22 @@ def prediction(choice: ModelChoice, film: Radiograph) -> float:
         if film.label is not None:
             truth = "PNEUMONIA" if film.label else "NORMAL"
             st.markdown(f"Ground truth: **{truth}**: the decision is {'correct' if truth == decision else 'wrong'}.")
+        st.markdown(f"Model trained on: **{choice.trained_on}**.")
+        _familiarity_check(choice, film)
         for note in film.notes:
             st.caption(f"Read: {note}.")
     return probability
+
+
+def _familiarity_check(choice: ModelChoice, film: Radiograph) -> None:
+    """How far the film lies from the run's training films, in the model's own features."""
+    if choice.familiarity is None:
+        st.caption("No check of how familiar this film is to the model: that needs a run trained by this version "
+                   "of pneumo (an uploaded model brings no record of its training films).")
+        return
+    distance = float(choice.familiarity.distance(choice.predictor.features([film.pixels]))[0])
+    text = familiarity.sentence(distance, choice.familiarity, choice.trained_on)
+    (st.warning if choice.familiarity.unfamiliar(distance) else st.caption)(text)
 
 
 def _lesion(predictor: Predictor, film: Radiograph) -> np.ndarray | None:
@@ -240,6 +277,19 @@ def _lesion(predictor: Predictor, film: Radiograph) -> np.ndarray | None:
 def _saliency_map(model_key: str, film_key: str, method: str, layer: str, _predictor: Predictor,
                   _pixels: np.ndarray) -> np.ndarray:
     return saliency(_predictor, _pixels, method, layer)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _random_curves(model_key: str, film_key: str, _predictor: Predictor, _seen: np.ndarray) -> faithfulness.Curves:
+    """A random map's deletion and insertion: the same for every method on this film and model."""
+    return faithfulness.curves(_predictor.probabilities, _seen, faithfulness.random_order(_seen.size))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _faithfulness(model_key: str, film_key: str, method: str, layer: str, _predictor: Predictor, _seen: np.ndarray,
+                  _map: np.ndarray) -> faithfulness.Faithfulness:
+    return faithfulness.faithfulness(_predictor.probabilities, _seen, _map,
+                                     _random_curves(model_key, film_key, _predictor, _seen))
 
 
 def saliency_maps(choice: ModelChoice, film: Radiograph, probability: float) -> None:
@@ -266,6 +316,7 @@ def saliency_maps(choice: ModelChoice, film: Radiograph, probability: float) -> 
     seen, lesion = predictor.as_seen(film.pixels), _lesion(predictor, film)
     film_key = hashlib.blake2b(film.pixels.tobytes(), digest_size=12).hexdigest()
     columns = st.columns(max(len(methods), 3))  # one map need not fill the page
+    shown = {}
     for method, column in zip(methods, columns, strict=False):
         with column, st.spinner(f"{method}…"):
             try:
@@ -275,10 +326,14 @@ def saliency_maps(choice: ModelChoice, film: Radiograph, probability: float) -> 
                 st.error(f"{method} failed on layer {predictor.layer_title(target)}: {type(exc).__name__}: "
                          f"{str(exc)[:200]}. Try another target layer.")
                 continue
+            shown[method] = saliency_map
             image = overlay(seen, saliency_map, opacity, colormap)
             st.image(image, caption=method, width="stretch")
             if not saliency_map.any():
                 st.caption(empty_map_message(probability, choice.threshold))
+            else:
+                st.caption(_faithfulness(choice.key, film_key, method, target, _predictor=predictor, _seen=seen,
+                                         _map=saliency_map).sentence())
             if lesion is not None:
                 score = pointing(saliency_map, lesion)
                 st.caption(f"Lesion (known: synthetic): {score['share']:.1%} of the map lies on it, which covers "
@@ -286,9 +341,14 @@ def saliency_maps(choice: ModelChoice, film: Radiograph, probability: float) -> 
                            f"{'yes' if score['hit'] else 'no'}.")
             st.download_button("Download overlay (PNG)", png_bytes(image), file_name=f"pneumo-{method.lower()}.png",
                                mime="image/png", key=f"pr_download_{method}")
+    for a, b, rho in faithfulness.agreement(shown):
+        st.caption(faithfulness.agreement_sentence(a, b, rho))
 
 
 def banner(choice: ModelChoice, film: Radiograph) -> None:
-    """The synthetic-data warning when the example shown is a drawn film."""
+    """The synthetic-data warnings: the film shown is drawn, or the model learnt from drawn films."""
     if choice.image_set is not None and film.label is not None:
         synthetic_banner(choice.image_set)
+    elif choice.synthetic:
+        st.warning("**This model was trained on synthetic data**: films drawn by a program, not real radiographs. "
+                   "What it says about a real film means nothing for a patient.", icon=":material/science:")

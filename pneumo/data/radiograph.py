@@ -24,7 +24,7 @@ from pneumo.data.imaging import ImageDecodeError, decode_reason, to_gray
 
 logging.getLogger("pydicom").setLevel(logging.ERROR)  # its warnings are warnings too: see _read_dicom
 
-MAX_BYTES = 50 * 1024 * 1024  # as .streamlit/config.toml's maxUploadSize
+MAX_BYTES = 50 * 1024 * 1024  # a film; model files have their own, larger limit (explain.predictor)
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS  # one place: imaging's decompression-bomb limit
 MAX_SIDE = 16_384
 # The smallest films of any supported data set are PneumoniaMNIST's 28 px; anything smaller

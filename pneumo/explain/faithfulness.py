@@ -6,8 +6,12 @@ probability of pneumonia: a map that found the evidence makes it fall fast (a sm
 the curve). Insertion starts from a film with everything removed and reveals the most salient
 pixels first: the probability should rise fast (a large area). "Removed" means replaced by a
 strongly blurred copy of the same film, which keeps its overall brightness, rather than black,
-which no radiograph looks like. A random order of the pixels gives the areas a map must beat.
-All the steps of both curves go through the model as one batch.
+which no radiograph looks like. One number sums a map up: the insertion area minus the
+deletion area (high when the pixels it ranks first are the ones the model needs); a random
+order of the pixels gives the number a map must beat. A confident model can keep its call on
+a film with half its pixels blurred, so both curves may stay high: the difference still
+tells a map that finds the evidence from one that does not. All the steps of both curves go
+through the model as one batch.
 """
 
 from __future__ import annotations
@@ -42,6 +46,11 @@ class Curves:
     @property
     def insertion_area(self) -> float:
         return float(np.trapezoid(self.insertion, self.shares))
+
+    @property
+    def difference(self) -> float:
+        """Insertion area minus deletion area: the higher, the more the order found the evidence."""
+        return self.insertion_area - self.deletion_area
 
 
 def blurred(film: np.ndarray) -> np.ndarray:
@@ -86,16 +95,16 @@ class Faithfulness:
 
     @property
     def better_than_random(self) -> bool:
-        return (self.map.deletion_area < self.random.deletion_area
-                and self.map.insertion_area > self.random.insertion_area)
+        return self.map.difference > self.random.difference
 
     def sentence(self) -> str:
         m, r = self.map, self.random
-        verdict = ("both better than a random map: it points at what the model uses" if self.better_than_random else
-                   "not both better than a random map: read it with care")
-        return (f"Deleting the pixels it ranks first lowers the probability with an area of **{m.deletion_area:.2f}** "
-                f"(a random map: {r.deletion_area:.2f}; lower is better); revealing them first raises it with "
-                f"**{m.insertion_area:.2f}** (random: {r.insertion_area:.2f}; higher is better): {verdict}.")
+        verdict = ("better than a random map: it points at pixels the model uses" if self.better_than_random else
+                   "no better than a random map: read it with care")
+        return (f"Deletion/insertion: blurring the pixels this map ranks first leaves an area of "
+                f"{m.deletion_area:.2f} under the probability (a random map: {r.deletion_area:.2f}; lower is better), "
+                f"revealing them first {m.insertion_area:.2f} (random: {r.insertion_area:.2f}; higher is better). "
+                f"Insertion minus deletion **{m.difference:+.2f}** against {r.difference:+.2f}: {verdict}.")
 
 
 def faithfulness(score: Scorer, film: np.ndarray, saliency_map: np.ndarray, random: Curves | None = None

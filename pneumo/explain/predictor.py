@@ -25,6 +25,7 @@ import re
 import tempfile
 import threading
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,7 @@ import keras
 import numpy as np
 from PIL import Image
 
+from pneumo.explain.familiarity import feature_extractor
 from pneumo.training.models import IMAGENET_BGR_MEAN
 
 # How pixels 0-255 become the model's input when the model does not do it itself.
@@ -93,6 +95,7 @@ _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _ZIP_SIGNATURE = b"PK\x03\x04"
 
 DEFAULT_SIZE = 224  # for a model whose input size is not fixed
+BATCH = 32  # films per forward pass when many go through at once
 _SCALING_LAYERS = (keras.layers.Rescaling, keras.layers.Normalization)
 _NOT_DEFAULT_TARGET = (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D, keras.layers.Dropout)
 _SQUASHING = ("sigmoid", "softmax")
@@ -313,6 +316,7 @@ class Predictor:
             # One log-odds model per choice of pneumonia output, built once and shared by every copy.
             self._models = {i: _log_odds_model(flat.inputs[0], logits, self.detected, i)
                             for i in ((0,) if self.detected.outputs == 1 else (0, 1))}
+            self._features = feature_extractor(flat)
         except ModelLoadError:
             raise
         except Exception as exc:  # a graph from elsewhere may break the copy in any way: say so
@@ -379,6 +383,20 @@ class Predictor:
     def probability(self, gray: np.ndarray) -> float:
         """Probability of pneumonia for one film."""
         return float(1 / (1 + np.exp(-self.log_odds(gray))))
+
+    def probabilities(self, films: Sequence[np.ndarray]) -> np.ndarray:
+        """Probability of pneumonia for many films in batches: the steps of a deletion curve."""
+        with self.lock:
+            output = self.model.predict(self._batch(films), batch_size=BATCH, verbose=0).astype(np.float64)
+        return 1 / (1 + np.exp(-self.score(output)))
+
+    def features(self, films: Sequence[np.ndarray]) -> np.ndarray:
+        """What the model's output layer reads, per film: where the familiarity check measures."""
+        with self.lock:
+            return self._features.predict(self._batch(films), batch_size=BATCH, verbose=0)
+
+    def _batch(self, films: Sequence[np.ndarray]) -> np.ndarray:
+        return np.concatenate([self.prepare(film) for film in films])
 
     @staticmethod
     def score(output):

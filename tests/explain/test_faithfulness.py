@@ -33,7 +33,7 @@ def test_a_map_on_the_evidence_beats_a_random_map(film_and_evidence) -> None:
     assert right.better_than_random
     assert right.map.deletion_area < 0.5 * right.random.deletion_area
     assert right.map.insertion_area > right.random.insertion_area + 0.2
-    assert "both better than a random map" in right.sentence()
+    assert "better than a random map" in right.sentence() and "no better" not in right.sentence()
     wrong = faithfulness.faithfulness(score, film, (~evidence).astype(np.float32), random=right.random)
     assert not wrong.better_than_random and "read it with care" in wrong.sentence()
 
@@ -54,7 +54,7 @@ def test_an_empty_map_gets_no_credit_for_scan_order(film_and_evidence) -> None:
     reach the evidence (top rows) early by luck."""
     film, evidence = film_and_evidence
     result = faithfulness.faithfulness(_scorer(evidence), film, np.zeros(film.shape, np.float32))
-    assert not result.better_than_random or abs(result.map.deletion_area - result.random.deletion_area) < 0.1
+    assert abs(result.map.difference - result.random.difference) < 0.1
 
 
 def test_agreement_between_maps() -> None:
@@ -66,3 +66,22 @@ def test_agreement_between_maps() -> None:
     assert "agree closely" in agreement_sentence("A", "B", 0.9)
     assert "do not agree" in agreement_sentence("A", "C", -0.2)
     assert isinstance(Faithfulness, type)
+
+
+def test_grad_cam_of_a_trained_cnn_beats_a_random_map(trained_cnn, synthetic_test_films) -> None:
+    """On synthetic pneumonia films, Grad-CAM's order beats a random one: insertion minus deletion
+    is higher (measured: +0.06 against -0.00), and deleting its pixels first lowers the probability
+    faster on most films. This small CNN calls a blurred film pneumonia too, so insertion alone
+    barely moves (0.980 against 0.979)."""
+    from pneumo.explain.predictor import Predictor, load_file
+    from pneumo.explain.saliency import saliency
+
+    predictor = Predictor(load_file(trained_cnn))
+    images, labels, _ = synthetic_test_films
+    films = images[labels == 1][:12]
+    results = [faithfulness.faithfulness(predictor.probabilities, film, saliency(predictor, film, "Grad-CAM"))
+               for film in films]
+    difference = np.mean([r.map.difference for r in results])
+    random_difference = np.mean([r.random.difference for r in results])
+    assert difference > random_difference + 0.02, (difference, random_difference)
+    assert np.mean([r.map.deletion_area < r.random.deletion_area for r in results]) > 0.5

@@ -13,6 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from pneumo.data import cache, radiograph
 from pneumo.data.sources import parse_spec
+from pneumo.explain import familiarity
 from pneumo.explain import predictor as predictor_module
 from pneumo.explain.predictor import MAX_MODEL_BYTES, Predictor, load_file
 from pneumo.explain.saliency import saliency
@@ -66,6 +67,33 @@ def test_run_model_on_an_example_with_the_evaluate_threshold(run: Run, trained_c
     assert "Grad-CAM" in [img.caption for img in _images(at)]
     at.button_group(key="pr_methods").set_value(["Grad-CAM", "SmoothGrad"]).run()
     assert not at.exception and {"Grad-CAM", "SmoothGrad"} <= {img.caption for img in _images(at)}
+
+
+def test_what_the_model_knows_and_how_far_to_trust_its_maps(run: Run, trained_cnn: Path) -> None:
+    """The run's data set beside the prediction, the familiarity check on an example and on an odd
+    upload, the synthetic warning on uploads, deletion/insertion under each map, agreement between maps."""
+    images = cache.load(parse_spec("synthetic"), 64)
+    split = images.records["split"].to_numpy()
+    predictor = Predictor(load_file(trained_cnn))
+    familiarity.Familiarity.fit(predictor.features(images.images[split == "train"][:800]),
+                                predictor.features(images.images[split == "val"])).save(run.file(familiarity.FILE))
+    at = _page()
+    text = " ".join(m.value for m in [*at.markdown, *at.caption, *at.warning])
+    assert "Model trained on: **Synthetic" in text and "within the range of the run's training films" in text
+    assert "Deletion/insertion:" in text and "Insertion minus deletion" in text
+    at.button_group(key="pr_methods").set_value(["Grad-CAM", "Grad-CAM++"]).run()
+    assert any(c.value.startswith("Grad-CAM and Grad-CAM++ ") for c in at.caption)
+    at.segmented_control(key="pr_image_source").set_value("Upload an image").run()
+    at.file_uploader(key="pr_image_upload").set_value(("odd.jpg", films.jpeg(), "image/jpeg")).run()  # a ramp, no chest
+    warnings = " ".join(w.value for w in at.warning)
+    assert not at.exception
+    assert "This model was trained on synthetic data" in warnings
+    assert "This film is unlike the films the model was trained on" in warnings
+
+
+def test_a_run_without_a_familiarity_summary_says_so(run: Run) -> None:
+    at = _page()
+    assert not at.exception and any("No check of how familiar" in c.value for c in at.caption)
 
 
 def _images(at: AppTest) -> list:
