@@ -279,17 +279,17 @@ def _saliency_map(model_key: str, film_key: str, method: str, layer: str, _predi
     return saliency(_predictor, _pixels, method, layer)
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
-def _random_curves(model_key: str, film_key: str, _predictor: Predictor, _seen: np.ndarray) -> faithfulness.Curves:
-    """A random map's deletion and insertion: the same for every method on this film and model."""
-    return faithfulness.curves(_predictor.probabilities, _seen, faithfulness.random_order(_seen.size))
-
-
 @st.cache_data(show_spinner=False, max_entries=64)
 def _faithfulness(model_key: str, film_key: str, method: str, layer: str, _predictor: Predictor, _seen: np.ndarray,
                   _map: np.ndarray) -> faithfulness.Faithfulness:
-    return faithfulness.faithfulness(_predictor.probabilities, _seen, _map,
-                                     _random_curves(model_key, film_key, _predictor, _seen))
+    """Deletion/insertion of one map; the random map's curves, the same for every method on this film
+    and model, are computed with the first map and reused by the others."""
+    randoms = st.session_state.setdefault("pr_random_curves", {})
+    steps = faithfulness.steps_for(_predictor.model.count_params())
+    result = faithfulness.faithfulness(_predictor.probabilities, _seen, _map, steps,
+                                       randoms.get((model_key, film_key)))
+    randoms[(model_key, film_key)] = result.random
+    return result
 
 
 def saliency_maps(choice: ModelChoice, film: Radiograph, probability: float) -> None:

@@ -25,17 +25,25 @@ from PIL import Image, ImageFilter
 
 from pneumo.explain.saliency import rank_similarity
 
-STEPS = 20
+STEPS = 20  # shares of the pixels removed or revealed: 0, 5 %, ... 100 %
+LARGE_MODEL_STEPS = 6  # for a model over LARGE_MODEL_PARAMETERS: ResNet50 at 224 px costs 0.1 s a film here
+LARGE_MODEL_PARAMETERS = 5_000_000
 BLUR_SHARE = 0.1  # blur radius as a share of the film's side
 
 Scorer = Callable[[np.ndarray], np.ndarray]  # (n, H, W) uint8 films -> (n,) probabilities of pneumonia
+
+
+def steps_for(parameters: int) -> int:
+    """Steps for a model of this size: every step is two films through the model, and the page
+    must answer in seconds (bench/predict_speed.py)."""
+    return STEPS if parameters <= LARGE_MODEL_PARAMETERS else LARGE_MODEL_STEPS
 
 
 @dataclass(frozen=True)
 class Curves:
     """Probability after removing (deletion) or revealing (insertion) each share of the pixels."""
 
-    shares: np.ndarray  # (STEPS + 1,) 0 .. 1
+    shares: np.ndarray  # 0 .. 1
     deletion: np.ndarray
     insertion: np.ndarray
 
@@ -59,19 +67,29 @@ def blurred(film: np.ndarray) -> np.ndarray:
     return np.asarray(Image.fromarray(film).filter(ImageFilter.GaussianBlur(radius)))
 
 
-def curves(score: Scorer, film: np.ndarray, order: np.ndarray, steps: int = STEPS) -> Curves:
-    """Deletion and insertion along ``order`` (flat pixel indices, most salient first)."""
-    empty = blurred(film)
-    shares = np.linspace(0.0, 1.0, steps + 1)
-    counts = np.round(shares * film.size).astype(int)
+def _between(film: np.ndarray, empty: np.ndarray, order: np.ndarray, steps: int) -> np.ndarray:
+    """The films strictly between "all there" and "all removed" along ``order``: first the
+    deletion steps, then the insertion steps, (2 * (steps - 1), H, W)."""
+    counts = np.round(np.linspace(0.0, 1.0, steps + 1)[1:-1] * film.size).astype(int)
     rank = np.empty(film.size, np.int64)
     rank[order] = np.arange(film.size)  # rank[i]: when pixel i is taken
-    taken = rank[None, :] < counts[:, None]  # (steps + 1, pixels)
+    taken = rank[None, :] < counts[:, None]
     flat, flat_empty = film.ravel(), empty.ravel()
-    deleted = np.where(taken, flat_empty, flat).reshape(-1, *film.shape)
-    inserted = np.where(taken, flat, flat_empty).reshape(-1, *film.shape)
-    probabilities = score(np.concatenate([deleted, inserted]).astype(np.uint8))
-    return Curves(shares, probabilities[: steps + 1], probabilities[steps + 1:])
+    deleted = np.where(taken, flat_empty, flat)
+    inserted = np.where(taken, flat, flat_empty)
+    return np.concatenate([deleted, inserted]).reshape(-1, *film.shape).astype(np.uint8)
+
+
+def _assemble(full: float, empty: float, between: np.ndarray, steps: int) -> Curves:
+    deletion, insertion = between[: steps - 1], between[steps - 1:]
+    return Curves(np.linspace(0.0, 1.0, steps + 1), np.r_[full, deletion, empty], np.r_[empty, insertion, full])
+
+
+def curves(score: Scorer, film: np.ndarray, order: np.ndarray, steps: int = STEPS) -> Curves:
+    """Deletion and insertion along ``order`` (flat pixel indices, most salient first), one batch."""
+    empty = blurred(film)
+    p = score(np.concatenate([film[None], empty[None], _between(film, empty, order, steps)]))
+    return _assemble(p[0], p[1], p[2:], steps)
 
 
 def saliency_order(saliency_map: np.ndarray) -> np.ndarray:
@@ -107,12 +125,18 @@ class Faithfulness:
                 f"Insertion minus deletion **{m.difference:+.2f}** against {r.difference:+.2f}: {verdict}.")
 
 
-def faithfulness(score: Scorer, film: np.ndarray, saliency_map: np.ndarray, random: Curves | None = None
-                 ) -> Faithfulness:
-    """Deletion and insertion of one map; ``random`` (the random map's curves for the same film and
-    model) can be passed in when it was computed already: it does not depend on the map."""
-    random = random or curves(score, film, random_order(film.size))
-    return Faithfulness(curves(score, film, saliency_order(saliency_map)), random)
+def faithfulness(score: Scorer, film: np.ndarray, saliency_map: np.ndarray, steps: int = STEPS,
+                 random: Curves | None = None) -> Faithfulness:
+    """Deletion and insertion of one map and of a random map, every film in one batch. ``random``
+    (for the same film and model) can be passed in when it is known: it does not depend on the map."""
+    empty = blurred(film)
+    batch = [film[None], empty[None], _between(film, empty, saliency_order(saliency_map), steps)]
+    if random is None:
+        batch.append(_between(film, empty, random_order(film.size), steps))  # the same steps: a fair area
+    p = score(np.concatenate(batch))
+    full, blank, rest = p[0], p[1], p[2:]
+    ours = _assemble(full, blank, rest[: 2 * (steps - 1)], steps)
+    return Faithfulness(ours, random or _assemble(full, blank, rest[2 * (steps - 1):], steps))
 
 
 def agreement(maps: dict[str, np.ndarray]) -> list[tuple[str, str, float]]:

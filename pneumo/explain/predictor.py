@@ -376,9 +376,7 @@ class Predictor:
 
     def log_odds(self, gray: np.ndarray) -> float:
         """log(p / (1 - p)) of pneumonia for one film: finite where the probability rounds to 1."""
-        with self.lock:
-            output = np.asarray(self.model(self.prepare(gray), training=False), dtype=np.float64)
-        return float(self.score(output)[0])
+        return float(self._log_odds([gray])[0])
 
     def probability(self, gray: np.ndarray) -> float:
         """Probability of pneumonia for one film."""
@@ -386,9 +384,14 @@ class Predictor:
 
     def probabilities(self, films: Sequence[np.ndarray]) -> np.ndarray:
         """Probability of pneumonia for many films in batches: the steps of a deletion curve."""
+        return 1 / (1 + np.exp(-self._log_odds(films)))
+
+    def _log_odds(self, films: Sequence[np.ndarray]) -> np.ndarray:
+        """Through Keras' compiled predict step: on a CPU, ResNet50 answers in a third of the time
+        an eager call takes."""
         with self.lock:
             output = self.model.predict(self._batch(films), batch_size=BATCH, verbose=0).astype(np.float64)
-        return 1 / (1 + np.exp(-self.score(output)))
+        return self.score(output)
 
     def features(self, films: Sequence[np.ndarray]) -> np.ndarray:
         """What the model's output layer reads, per film: where the familiarity check measures."""
