@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from pneumo.explain.familiarity import WARN_PERCENTILE, Familiarity, sentence
+from tests.conftest import REAL_CHEST_XRAY
 
 
 def _features(rng: np.random.Generator, n: int, shift: float = 0.0) -> np.ndarray:
@@ -46,3 +47,28 @@ def test_sentence_warns_only_above_the_percentile() -> None:
     assert "unlike the films" in sentence(11.0, familiarity, "synthetic")
     assert "within the range" in sentence(5.0, familiarity, "synthetic")
     assert familiarity.percentile(9.85) <= WARN_PERCENTILE < familiarity.percentile(10.5)
+
+
+@pytest.mark.skipif(not REAL_CHEST_XRAY.is_dir(), reason="real data not present (../shared/data)")
+def test_real_films_are_unfamiliar_to_a_model_trained_on_drawn_ones(trained_cnn: Path, synthetic_test_films,
+                                                                    tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The case that prompted the check: a synthetic-trained CNN scores real films, NORMAL ones
+    included, as pneumonia; the check flags nearly all of them, and few held-out drawn films."""
+    from pneumo.data import cache, synthetic
+    from pneumo.data.sources import FolderSource
+    from pneumo.explain.predictor import Predictor, load_file
+
+    predictor = Predictor(load_file(trained_cnn))
+    cases = synthetic.cases(0)
+    train = np.stack([synthetic.draw(c, 64)[0] for c in cases if c.split == "train"][:900])
+    val = np.stack([synthetic.draw(c, 64)[0] for c in cases if c.split == "val"])
+    summary = Familiarity.fit(predictor.features(train), predictor.features(val))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PNEUMO_CACHE", str(tmp_path_factory.mktemp("real-cache")))
+        real = cache.load(FolderSource(REAL_CHEST_XRAY), 64)
+    test = np.asarray(real.images[(real.records["split"] == "test").to_numpy()])
+    def flagged(films: np.ndarray) -> float:
+        return float(np.mean([summary.unfamiliar(d) for d in summary.distance(predictor.features(films))]))
+
+    real_flagged, drawn_flagged = flagged(test), flagged(synthetic_test_films[0])
+    assert real_flagged > 0.9 and drawn_flagged < 0.1, (real_flagged, drawn_flagged)
