@@ -147,4 +147,5 @@ def agreement(maps: dict[str, np.ndarray]) -> list[tuple[str, str, float]]:
 def agreement_sentence(a: str, b: str, rho: float) -> str:
     strength = ("agree closely" if rho >= 0.7 else "agree in part" if rho >= 0.4 else
                 "barely agree" if rho >= 0.1 else "do not agree")
-    return f"{a} and {b} {strength} (rank correlation {rho:.2f}): where methods differ, neither is the lesion."
+    caution = ": maps that disagree cannot both show what the model used" if rho < 0.4 else ""
+    return f"{a} and {b} {strength} (rank correlation {rho:.2f}){caution}."
