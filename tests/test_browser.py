@@ -17,7 +17,8 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from pneumo.data import radiograph
-from pneumo.explain.predictor import Predictor, load_file
+from pneumo.explain.model_file import load_file
+from pneumo.explain.predictor import Predictor
 from pneumo.runs.store import Run, RunState, RunStore, append_row
 from pneumo.training.callbacks import HISTORY_COLUMNS
 from pneumo.training.config import TrainConfig
@@ -287,7 +288,7 @@ def test_predict_takes_a_model_file_over_50_mb(browser, app_url: str, tmp_path: 
     browser, the server and the page all apply) and the page says what it detected."""
     import keras
 
-    from pneumo.explain.predictor import MAX_MODEL_BYTES
+    from pneumo.explain.model_file import MAX_MODEL_BYTES
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((32, 32, 1))

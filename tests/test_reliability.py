@@ -20,7 +20,8 @@ from streamlit.testing.v1 import AppTest
 from pneumo.data import cache, radiograph
 from pneumo.data.imaging import ImageDecodeError
 from pneumo.data.sources import FolderSource
-from pneumo.explain.predictor import Predictor, load_file
+from pneumo.explain.model_file import load_file
+from pneumo.explain.predictor import Predictor
 from pneumo.files import write_json
 from pneumo.runs.store import Run, RunStore, append_row
 from pneumo.training.config import TrainConfig

@@ -22,15 +22,8 @@ from pneumo.data.radiograph import Radiograph
 from pneumo.data.sources import ImageSet
 from pneumo.explain import faithfulness, familiarity
 from pneumo.explain.familiarity import Familiarity
-from pneumo.explain.predictor import (
-    MAX_MODEL_BYTES,
-    PREPROCESSING,
-    RESIZE,
-    ModelLoadError,
-    Predictor,
-    load_bytes,
-    load_file,
-)
+from pneumo.explain.model_file import MAX_MODEL_BYTES, ModelLoadError, load_bytes, load_file
+from pneumo.explain.predictor import PREPROCESSING, RESIZE, Predictor
 from pneumo.explain.saliency import (
     COLORMAPS,
     METHOD_HELP,

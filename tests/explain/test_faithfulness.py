@@ -73,7 +73,8 @@ def test_grad_cam_of_a_trained_cnn_beats_a_random_map(trained_cnn, synthetic_tes
     is higher (measured: +0.06 against -0.00), and deleting its pixels first lowers the probability
     faster on most films. This small CNN calls a blurred film pneumonia too, so insertion alone
     barely moves (0.980 against 0.979)."""
-    from pneumo.explain.predictor import Predictor, load_file
+    from pneumo.explain.model_file import load_file
+    from pneumo.explain.predictor import Predictor
     from pneumo.explain.saliency import saliency
 
     predictor = Predictor(load_file(trained_cnn))

@@ -56,7 +56,8 @@ def test_real_films_are_unfamiliar_to_a_model_trained_on_drawn_ones(trained_cnn:
     included, as pneumonia; the check flags nearly all of them, and few held-out drawn films."""
     from pneumo.data import cache, synthetic
     from pneumo.data.sources import FolderSource
-    from pneumo.explain.predictor import Predictor, load_file
+    from pneumo.explain.model_file import load_file
+    from pneumo.explain.predictor import Predictor
 
     predictor = Predictor(load_file(trained_cnn))
     cases = synthetic.cases(0)

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from pneumo.explain.predictor import Predictor, load_file
+from pneumo.explain.model_file import load_file
+from pneumo.explain.predictor import Predictor
 from pneumo.explain.saliency import (
     METHODS,
     empty_map_message,

@@ -13,9 +13,9 @@ from streamlit.testing.v1 import AppTest
 
 from pneumo.data import cache, radiograph
 from pneumo.data.sources import parse_spec
-from pneumo.explain import familiarity
-from pneumo.explain import predictor as predictor_module
-from pneumo.explain.predictor import MAX_MODEL_BYTES, Predictor, load_file
+from pneumo.explain import familiarity, model_file
+from pneumo.explain.model_file import MAX_MODEL_BYTES, load_file
+from pneumo.explain.predictor import Predictor
 from pneumo.explain.saliency import saliency
 from pneumo.files import write_json
 from pneumo.runs.store import Run, RunStore
@@ -223,7 +223,7 @@ def test_a_model_is_loaded_once_and_a_refusal_is_cached(monkeypatch: pytest.Monk
     at.segmented_control(key="pr_image_source").set_value("Upload an image").run()
     assert not at.exception and not at.error and len(calls) == 1
     # A zip that would inflate past the limit (lowered here, rather than writing gigabytes): a message, once.
-    monkeypatch.setattr(predictor_module, "MAX_UNPACKED_BYTES", 2**20)
+    monkeypatch.setattr(model_file, "MAX_UNPACKED_BYTES", 2**20)
     bomb = tmp_path / "bomb.keras"
     with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("model.weights.h5", bytes(3 * 2**20 + 17))
