@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import streamlit as st
 
@@ -93,6 +94,16 @@ def current_choice() -> DatasetChoice:
     if "dataset_choice" not in st.session_state:
         st.session_state["dataset_choice"] = dataset_picker()
     return st.session_state["dataset_choice"]
+
+
+def file_stamp(path: Path) -> tuple[int, int] | None:
+    """A file's size and change time, to key a cache by, so it is read again only when it changes;
+    None when it is not there (or cannot be read)."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_size, stat.st_mtime_ns
 
 
 def run_labels(runs: list[Run]) -> dict[str, str]:

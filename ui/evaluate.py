@@ -17,7 +17,7 @@ from pneumo import charts
 from pneumo.evaluation import evaluate, metrics
 from pneumo.evaluation.evaluate import ThresholdFree, ThresholdRule, on_split
 from pneumo.runs.store import Run, RunStore
-from ui.common import run_image_set, run_labels
+from ui.common import file_stamp, run_image_set, run_labels
 
 ERRORS_SHOWN = 12
 
@@ -28,11 +28,7 @@ def _read_predictions(path: str, stamp: tuple[int, int]) -> pd.DataFrame:
 
 
 def _stamp(run: Run) -> tuple[int, int] | None:
-    try:
-        stat = run.file("predictions.csv").stat()
-    except OSError:
-        return None
-    return stat.st_size, stat.st_mtime_ns
+    return file_stamp(run.file("predictions.csv"))
 
 
 def predictions(run: Run) -> pd.DataFrame:

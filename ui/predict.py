@@ -36,7 +36,14 @@ from pneumo.explain.saliency import (
     saliency,
 )
 from pneumo.runs.store import Run, RunStore
-from ui.common import current_choice, load_image_set, run_image_set, run_labels, synthetic_banner
+from ui.common import (
+    current_choice,
+    file_stamp,
+    load_image_set,
+    run_image_set,
+    run_labels,
+    synthetic_banner,
+)
 
 
 @dataclass
@@ -105,7 +112,7 @@ def _choose_run() -> ModelChoice | None:
     spec = run.config().dataset
     return ModelChoice(predictor, f"run:{run.id}:{path.stat().st_mtime}", 0.5 if chosen is None else chosen, note,
                        image_set, image_set.name if image_set is not None else spec, spec.startswith("synthetic"),
-                       _familiarity(str(run.file(familiarity.FILE)), _mtime(run.file(familiarity.FILE))))
+                       _familiarity(str(run.file(familiarity.FILE)), file_stamp(run.file(familiarity.FILE))))
 
 
 def _run_image_set(run: Run) -> ImageSet | None:
@@ -113,15 +120,11 @@ def _run_image_set(run: Run) -> ImageSet | None:
     return run_image_set(config.dataset, config.image_size)
 
 
-def _mtime(path) -> float | None:
-    return path.stat().st_mtime if path.exists() else None
-
-
 @st.cache_resource(show_spinner=False, max_entries=8)
-def _familiarity(path: str, modified: float | None) -> Familiarity | None:
+def _familiarity(path: str, stamp: tuple[int, int] | None) -> Familiarity | None:
     """The run's stored feature summary; None for runs trained before pneumo stored one."""
     try:
-        return Familiarity.load(Path(path)) if modified is not None else None
+        return Familiarity.load(Path(path)) if stamp is not None else None
     except (OSError, ValueError, KeyError):
         return None
 
@@ -254,9 +257,22 @@ def _familiarity_check(choice: ModelChoice, film: Radiograph) -> None:
         st.caption("No check of how familiar this film is to the model: that needs a run trained by this version "
                    "of pneumo (an uploaded model brings no record of its training films).")
         return
-    distance = float(choice.familiarity.distance(choice.predictor.features([film.pixels]))[0])
+    distance = _distance(choice.key, _film_key(film), _familiarity=choice.familiarity, _predictor=choice.predictor,
+                         _pixels=film.pixels)
     text = familiarity.sentence(distance, choice.familiarity, choice.trained_on)
     (st.warning if choice.familiarity.unfamiliar(distance) else st.caption)(text)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _distance(model_key: str, film_key: str, _familiarity: Familiarity, _predictor: Predictor,
+              _pixels: np.ndarray) -> float:
+    """Once per model and film: moving a slider does not send the film through the model again."""
+    return float(_familiarity.distance(_predictor.features([_pixels]))[0])
+
+
+def _film_key(film: Radiograph) -> str:
+    """What identifies a film's pixels, for the caches of its maps and scores."""
+    return hashlib.blake2b(film.pixels.tobytes(), digest_size=12).hexdigest()
 
 
 def _lesion(predictor: Predictor, film: Radiograph) -> np.ndarray | None:
@@ -307,7 +323,7 @@ def saliency_maps(choice: ModelChoice, film: Radiograph, probability: float) -> 
         st.info("Pick one or more saliency methods.")
         return
     seen, lesion = predictor.as_seen(film.pixels), _lesion(predictor, film)
-    film_key = hashlib.blake2b(film.pixels.tobytes(), digest_size=12).hexdigest()
+    film_key = _film_key(film)
     columns = st.columns(max(len(methods), 3))  # one map need not fill the page
     shown = {}
     for method, column in zip(methods, columns, strict=False):
