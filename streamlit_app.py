@@ -1,21 +1,26 @@
 """pneumo: pneumonia detection on pediatric chest X-rays, a teaching dashboard.
 
-The frame: page navigation and the sidebar data set picker shared by every page.
+The frame: page navigation, who is using this session (``ui.identity``), and the sidebar data
+set picker shared by every page.
 """
 
 import streamlit as st
 
-from ui.common import dataset_picker
+from pneumo.access import Mode
+from ui.common import dataset_picker, policy
+from ui.identity import sidebar
 
 st.set_page_config(page_title="pneumo", page_icon=":material/pulmonology:", layout="wide")
 
-# Pages in a top bar. config.toml hides the sidebar page list, which Streamlit would otherwise
-# fill from pages/*.py on a server's very first request, before st.navigation has run.
 navigation = st.navigation([
-    st.Page("pages/dataset.py", title="Dataset", icon=":material/folder_open:", default=True),
-    st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
-    st.Page("pages/evaluate.py", title="Evaluate", icon=":material/monitoring:"),
-    st.Page("pages/predict.py", title="Predict", icon=":material/image_search:"),
+    st.Page("app_pages/dataset.py", title="Dataset", icon=":material/folder_open:", default=True),
+    st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("app_pages/evaluate.py", title="Evaluate", icon=":material/monitoring:"),
+    st.Page("app_pages/predict.py", title="Predict", icon=":material/image_search:"),
 ], position="top")
+rules = policy()
+if rules.mode != Mode.SOLO:  # a shared server shows students no tracebacks and no server paths
+    st.set_option("client.showErrorDetails", "none")
+st.session_state["user"] = sidebar(rules)
 st.session_state["dataset_choice"] = dataset_picker()
 navigation.run()

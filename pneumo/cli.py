@@ -17,6 +17,7 @@ import time
 from dataclasses import fields
 from pathlib import Path
 
+from pneumo.access import LOCAL
 from pneumo.runs.store import RunState, RunStore
 from pneumo.training.augment import PRESETS, TRANSFORMS, Augmentation, preset_name
 from pneumo.training.config import OPTIONS, TrainConfig
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
         from pneumo.runs import jobs
 
         run = RunStore().get(args.run)
-        (jobs.stop if args.command == "stop" else jobs.resume)(run)
+        (jobs.stop if args.command == "stop" else jobs.resume)(run, by=LOCAL)
         print(f"{args.command}: {run.id} is now {run.status()['state']}")
 
 

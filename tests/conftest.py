@@ -34,9 +34,9 @@ def isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def page_app(page: str, **state) -> AppTest:
-    """A page run from its own script, not yet run: ``page`` names pages/<page>.py. The sidebar's
+    """A page run from its own script, not yet run: ``page`` names app_pages/<page>.py. The sidebar's
     working size starts at 64 px (fast to draw); ``state`` sets more session state."""
-    at = AppTest.from_file(str(ROOT / "pages" / f"{page}.py"), default_timeout=240)
+    at = AppTest.from_file(str(ROOT / "app_pages" / f"{page}.py"), default_timeout=240)
     at.session_state["ds_size"] = 64
     for key, value in state.items():
         at.session_state[key] = value

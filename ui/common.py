@@ -1,7 +1,5 @@
-"""Streamlit glue shared by the pages: the sidebar data set picker and cached loading.
-
-It lives outside ``pages/`` on purpose: Streamlit lists every .py file in ``pages/`` as a
-page until ``st.navigation`` has run once in the server process.
+"""Streamlit glue shared by the pages: the sidebar data set picker, cached loading, run pickers
+and showing typed text as plain text.
 
 Everything that is not about widgets lives in ``pneumo``; this module only decides what is
 shown, remembered in session state, and cached per server.
@@ -9,12 +7,14 @@ shown, remembered in session state, and cached per server.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
 
+from pneumo.access import Forbidden, Policy
 from pneumo.data import cache, mnist
 from pneumo.data.sources import DatasetError, FolderSource, ImageSet, NpzSource, Source, parse_spec
 from pneumo.paths import default_dataset_spec
@@ -23,6 +23,13 @@ from pneumo.training.config import TrainConfig
 
 KINDS = ("Synthetic", "PneumoniaMNIST", "Folder")
 WORKING_SIZES = (64, 128, 160, 224)  # the sizes the sidebar decodes a data set at
+
+
+def policy() -> Policy:
+    """The server's rules (``pneumo.access``). Loading the secrets file also exports its top-level
+    keys (``PNEUMO_TEACHER_PASSCODE`` …) as environment variables, which the policy reads."""
+    login = st.secrets.load_if_toml_exists() and "auth" in st.secrets
+    return Policy.from_env(login=login)
 
 
 @dataclass(frozen=True)
@@ -96,6 +103,16 @@ def current_choice() -> DatasetChoice:
     return st.session_state["dataset_choice"]
 
 
+_MARKDOWN = re.compile(r"([\\`*_{}@\[\]()<>#+\-.!|~:$&=\"'])")
+
+
+def plain(text: str) -> str:
+    """``text`` as it was typed, for inside Streamlit markdown (st.markdown, st.error, labels…):
+    every punctuation mark escaped, so a run named ``[x](http://…)`` shows as those characters,
+    not as a link, an image, an icon, a colour or a formula."""
+    return _MARKDOWN.sub(r"\\\1", " ".join(str(text).split()))
+
+
 def file_stamp(path: Path) -> tuple[int, int] | None:
     """A file's size and change time, to key a cache by, so it is read again only when it changes;
     None when it is not there (or cannot be read)."""
@@ -141,13 +158,14 @@ def load_image_set(choice: DatasetChoice) -> ImageSet:
         st.info("Enter the path of a folder in the Kaggle layout in the sidebar.")
         st.stop()
     try:
+        policy().check_dataset(choice.spec)
         source = parse_spec(choice.spec)
         key = cache.entry_key(source, choice.size)  # lists a folder: the only time on this rerun
         if not cache.is_cached(key):
             _build_with_progress(source, choice.size, key)
         return _cached_set(choice.spec, choice.size, key)
-    except DatasetError as exc:
-        st.error(str(exc))
+    except (DatasetError, Forbidden) as exc:
+        st.error(plain(str(exc)))
         st.stop()
 
 

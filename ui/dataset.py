@@ -1,6 +1,6 @@
 """The Dataset page's sections: what it shows of a decoded image set, one function per section.
 
-The page (``pages/dataset.py``) calls them in order; the numbers come from ``pneumo.data``.
+The page (``app_pages/dataset.py``) calls them in order; the numbers come from ``pneumo.data``.
 """
 
 from __future__ import annotations

@@ -12,12 +12,14 @@ import pandas as pd
 import streamlit as st
 
 from pneumo import charts
-from pneumo.data.sources import ImageSet
+from pneumo.access import Forbidden, Mode, User, owner_name
+from pneumo.data.sources import DatasetError, ImageSet
 from pneumo.runs import jobs, monitoring
 from pneumo.runs.store import Run, RunState, RunStore
 from pneumo.training.augment import PRESETS, TRANSFORMS, Augmentation, preset_name, preview
-from pneumo.training.config import MODEL_DEFAULTS, MODELS, OPTIONS, TrainConfig
-from ui.common import DatasetChoice, run_labels, run_picker, synthetic_banner
+from pneumo.training.config import MAX_NAME_CHARS, MODEL_DEFAULTS, MODELS, OPTIONS, TrainConfig
+from ui.common import DatasetChoice, plain, policy, run_labels, run_picker, synthetic_banner
+from ui.identity import current_user
 
 POLL_SECONDS = 2.0
 MODEL_NAMES = {"cnn": "Custom CNN", "resnet50": "ResNet50 transfer learning"}
@@ -106,6 +108,7 @@ def new_run(choice: DatasetChoice, image_set: ImageSet) -> None:
         values["seed"] = _input("seed", default)
         values["mixed_precision"] = _input("mixed_precision", default)
         values["name"] = st.text_input(OPTIONS["name"].label, default.name, key="tr_name", help=OPTIONS["name"].help,
+                                       max_chars=MAX_NAME_CHARS,
                                        placeholder="e.g. CNN light augmentation")
 
     values["augmentation"] = _augmentation_controls(image_set, default.augmentation)
@@ -168,14 +171,22 @@ def _augmentation_controls(image_set: ImageSet, default: Augmentation) -> Augmen
 def _start_panel(config: TrainConfig) -> None:
     st.divider()
     st.markdown(f"**Device**: {_device()}")
-    problems = config.problems()
+    user, rules, store = current_user(), policy(), RunStore()
+    try:
+        rules.check_config(config)  # first: outside the data roots, nothing is said about the files
+        problems = config.problems()
+    except (Forbidden, DatasetError) as exc:
+        problems = [str(exc)]
     for problem in problems:
-        st.error(problem[:1].upper() + problem[1:])  # capitalize() would lower a path's case
-    if st.button("Start training", type="primary", icon=":material/play_arrow:", disabled=bool(problems)):
+        st.error(plain(problem[:1].upper() + problem[1:]))  # capitalize() would lower a path's case
+    reason = "Type your name in the sidebar to start a run." if user is None else jobs.cannot_start(store, user, rules)
+    if reason and not problems:
+        st.info(reason)
+    if st.button("Start training", type="primary", icon=":material/play_arrow:", disabled=bool(problems or reason)):
         try:
-            run = jobs.submit(config)
-        except jobs.InvalidConfig as exc:
-            st.error(str(exc))
+            run = jobs.submit(config, store, by=user, policy=rules)
+        except jobs.Refused as exc:
+            st.error(plain(str(exc)))
             return
         st.session_state["watch_run"] = run.id
         st.session_state["train_view_next"] = "Watch"  # applied before the view switch is drawn
@@ -199,11 +210,11 @@ def watch() -> None:
     run_id = run_picker("Run", {r.id: f"{labels[r.id]} · {r.status()['state']}" for r in runs}, "watch_run")
     run = store.get(run_id)
     synthetic_banner(spec=run.config().dataset)
-    _live(run)
+    _live(run, current_user())
 
 
 @st.fragment(run_every=POLL_SECONDS)
-def _live(run: Run) -> None:
+def _live(run: Run, user: User | None) -> None:
     """Re-reads the run's files every few seconds; never blocks, survives page changes."""
     jobs.schedule(RunStore(run.path.parent))  # notices dead workers, starts queued runs
     if run.damage:
@@ -215,7 +226,7 @@ def _live(run: Run) -> None:
     if seen.setdefault(run.id, state) != state:  # the run changed state: redraw the whole page once
         seen[run.id] = state
         st.rerun()
-    _status_line(run, state, status)
+    _status_line(run, state, status, user)
     prog = monitoring.progress(run)
     eta = f" · about {monitoring.duration(prog.eta)} to go" if prog.eta is not None else ""
     st.progress(prog.epoch_fraction, text=f"Epoch {prog.epoch} of {prog.epochs} · "
@@ -242,26 +253,48 @@ def _live(run: Run) -> None:
         st.code(run.log_tail(30) or "(empty)", language=None)
 
 
-def _status_line(run: Run, state: RunState, status: dict) -> None:
-    device = status.get("device", "")
+def _status_line(run: Run, state: RunState, status: dict, user: User | None) -> None:
+    device, name = status.get("device", ""), plain(run.name)
+    allowed = user is not None and user.may_manage(run.owner)
+    if not allowed and policy().mode != Mode.SOLO:
+        st.caption(f"Started by {plain(owner_name(run.owner))}: only they or the teacher can stop, resume or "
+                   "delete it.")
     if state.active:
         c1, c2 = st.columns([4, 1])
-        c1.markdown(f"**{run.name}** · {state} · {device}")
-        if c2.button("Stop", icon=":material/stop:", key="stop_run"):
-            jobs.stop(run)
+        c1.markdown(f"**{name}** · {state} · {plain(device)}" + _queue_place(run, state))
+        if allowed and c2.button("Stop", icon=":material/stop:", key="stop_run"):
+            jobs.stop(run, by=user)
             st.toast("Stopping after the current batch; the model so far is kept.")
     elif state == RunState.FAILED:
-        st.error(f"**This run failed.** {status.get('error') or ''}", icon=":material/error:")
+        st.error(f"**This run failed.** {plain(status.get('error') or '')}", icon=":material/error:")
         st.code(run.log_tail(12) or "(no log)", language=None)
-        if st.button("Resume from the last checkpoint", icon=":material/replay:", key="resume_run"):
-            jobs.resume(run)
+        if allowed and st.button("Resume from the last checkpoint", icon=":material/replay:", key="resume_run"):
+            _resume(run, user)
     elif state == RunState.STOPPED:
-        st.warning(f"**{run.name}** stopped. {status.get('note') or ''}")
-        if st.button("Resume", icon=":material/replay:", key="resume_run"):
-            jobs.resume(run)
+        st.warning(f"**{name}** stopped. {plain(status.get('note') or '')}")
+        if allowed and st.button("Resume", icon=":material/replay:", key="resume_run"):
+            _resume(run, user)
     else:
         note = status.get("note")
-        st.success(f"**{run.name}** finished on {device}." + (f" ({note})" if note else ""))
+        st.success(f"**{name}** finished on {plain(device)}." + (f" ({plain(note)})" if note else ""))
+
+
+def _queue_place(run: Run, state: RunState) -> str:
+    """Where a queued run waits, in words (owners take turns: see ``jobs.queue_order``)."""
+    if state != RunState.QUEUED:
+        return ""
+    order = [r.id for r in jobs.queue_order(_active_runs(RunStore(run.path.parent)))]
+    if run.id not in order:
+        return ""
+    ahead = order.index(run.id)
+    return " · next to start" if ahead == 0 else f" · {ahead} run{'s' * (ahead > 1)} ahead of it in the queue"
+
+
+def _resume(run: Run, user: User) -> None:
+    try:
+        jobs.resume(run, by=user, policy=policy())
+    except jobs.Refused as exc:
+        st.error(plain(str(exc)))
 
 
 # --- Runs table and comparison -----------------------------------------------------------
@@ -275,7 +308,8 @@ def runs_table() -> None:
         st.info("No runs yet.")
         return
     table = pd.DataFrame([monitoring.summary(r) for r in runs])
-    st.dataframe(table.drop(columns=["run"]), hide_index=True, width="stretch")
+    solo = policy().mode == Mode.SOLO
+    st.dataframe(table.drop(columns=["run", "owner"] if solo else ["run"]), hide_index=True, width="stretch")
     usable = [r for r in runs if r.damage is None]
     names = run_labels(usable)
 
@@ -290,11 +324,15 @@ def runs_table() -> None:
     st.subheader("Manage a run")
     target = run_picker("Run", {r.id: names.get(r.id, f"{r.id} (damaged)") for r in runs}, "manage_run")
     run = store.get(target)
+    user = current_user()
+    allowed = user is not None and user.may_manage(run.owner)
+    if not allowed:
+        st.caption(f"Started by {plain(owner_name(run.owner))}: only they or the teacher can rename or delete it.")
     c1, c2, c3 = st.columns(3)
-    if run.damage is None:
-        new_name = c1.text_input("New name", value=run.name, key=f"rename_{target}")
+    if run.damage is None and allowed:
+        new_name = c1.text_input("New name", value=run.name, key=f"rename_{target}", max_chars=MAX_NAME_CHARS)
         if c1.button("Rename", icon=":material/edit:") and new_name.strip():
-            run.rename(new_name.strip())
+            run.rename(new_name.strip(), by=user)
             st.rerun()
     model_file = run.model_file()
     if model_file:
@@ -303,12 +341,15 @@ def runs_table() -> None:
     if run.file("history.csv").exists():
         c2.download_button("Download history (CSV)", run.file("history.csv").read_bytes(),
                            file_name=f"{target}-history.csv", icon=":material/download:")
+    if not allowed:
+        return
     with c3.popover("Delete…", icon=":material/delete:"):
-        st.write(f"Delete **{names.get(target, target)}** and all its files?")
+        st.write(f"Delete **{plain(names.get(target, target))}** and all its files?")
         if st.button("Yes, delete", type="primary", key=f"delete_{target}"):
-            if run.damage is None and run.state.active:
-                st.error("Stop the run first.")
+            try:
+                store.delete(run, by=user)
+            except ValueError as exc:
+                st.error(str(exc))
             else:
-                store.delete(run)
                 st.rerun()
 

@@ -5,11 +5,18 @@ and the image size, so a changed folder is rebuilt and an unchanged one never is
 folder's key lists the folder, so a caller that needs the key more than once (is it cached?
 then load it) computes it once with ``entry_key`` and passes it on. Entries are written to a
 temporary folder and renamed into place, so a killed build leaves no half entry behind.
+
+The cache has a size cap (``PNEUMO_CACHE_MAX_GB``, default 20): after an entry is written, the
+least recently used others are removed until the rest fit. Use is the entry's ``used`` file's
+time, touched on every load (access times are not reliable: disks are often mounted noatime).
+A process still reading a removed entry keeps its open memory map; the next load rebuilds it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -21,6 +28,16 @@ from pneumo.data.sources import ImageSet, ProgressCallback, Source
 from pneumo.paths import cache_dir
 
 FORMAT = 1
+DEFAULT_MAX_GB = 20.0
+
+
+def max_bytes() -> int:
+    """The cache's size cap in bytes (``PNEUMO_CACHE_MAX_GB``; an unreadable value keeps the default)."""
+    try:
+        gb = float(os.environ.get("PNEUMO_CACHE_MAX_GB") or DEFAULT_MAX_GB)
+    except ValueError:
+        gb = DEFAULT_MAX_GB
+    return int(max(gb, 0.0) * 1024**3)
 
 
 def entry_key(source: Source, size: int) -> str:
@@ -45,13 +62,48 @@ def load(source: Source, size: int, progress: ProgressCallback | None = None, ke
     folder = entry_dir(key)
     if (folder / "meta.json").exists():
         try:
-            return _read(folder, key)
+            image_set = _read(folder, key)
+            _touch(folder)
+            return image_set
         except (OSError, ValueError, KeyError):
             shutil.rmtree(folder, ignore_errors=True)  # a damaged entry is rebuilt, not trusted
     image_set = source.build(size, progress)
     image_set.key = key
     _write(folder, image_set)
+    evict(max_bytes(), keep=folder)
     return image_set
+
+
+def _touch(folder: Path) -> None:
+    with contextlib.suppress(OSError):  # a read-only cache still serves; it just cannot keep its use order
+        (folder / "used").touch()
+
+
+def _entry_bytes(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
+
+
+def evict(limit: int, keep: Path | None = None) -> list[Path]:
+    """Remove the least recently used entries until the cache holds at most ``limit`` bytes
+    (``keep``, the entry just written, is never removed); return what was removed."""
+    root = cache_dir() / "images"
+    try:
+        entries = [p for p in root.iterdir() if p.is_dir() and (p / "meta.json").exists()]
+        sizes = {p: _entry_bytes(p) for p in entries}
+        used = {p: (p / "used").stat().st_mtime if (p / "used").exists() else (p / "meta.json").stat().st_mtime
+                for p in entries}
+    except OSError:  # another process removed an entry meanwhile: try again on the next write
+        return []
+    total, removed = sum(sizes.values()), []
+    for entry in sorted(entries, key=used.get):
+        if total <= limit:
+            break
+        if entry == keep:
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        total -= sizes[entry]
+        removed.append(entry)
+    return removed
 
 
 def _write(folder: Path, image_set: ImageSet) -> None:
@@ -72,6 +124,7 @@ def _write(folder: Path, image_set: ImageSet) -> None:
             "has_patients": image_set.has_patients,
         }
         (tmp / "meta.json").write_text(json.dumps(meta))
+        (tmp / "used").touch()
         try:
             tmp.rename(folder)
         except OSError:  # another process finished the same entry first: keep theirs

@@ -23,6 +23,7 @@ from pneumo.data.imaging import ImageDecodeError, decode_gray, header_size, resi
 from pneumo.data.naming import NORMAL, UNKNOWN, parse_name
 
 SPLITS = ("train", "val", "test")
+MAX_SYNTHETIC_SEED = 999  # each seed is a new cache entry (133 MB at 224 px): a thousand variants are plenty
 CLASSES = ("NORMAL", "PNEUMONIA")  # label 0, label 1
 IMAGE_EXTENSIONS = frozenset({".jpeg", ".jpg", ".png"})
 RECORD_COLUMNS = ["id", "split", "label", "cls", "patient", "subtype", "width", "height", "digest"]
@@ -62,6 +63,11 @@ class Source(ABC):
     name: str
     synthetic = False
 
+    @property
+    def location(self) -> Path | None:
+        """The server file or folder it reads, if any: what a classroom server's data roots restrict."""
+        return None
+
     @abstractmethod
     def fingerprint(self, size: int) -> str: ...
 
@@ -74,8 +80,9 @@ def parse_spec(spec: str) -> Source:
     spec = spec.strip()
     if spec == "synthetic" or spec.startswith("synthetic:"):
         seed = spec.partition(":")[2] or "0"
-        if not seed.isdigit():
-            raise DatasetError(f"synthetic seed must be a whole number, not {seed!r}")
+        if not (seed.isascii() and seed.isdigit() and len(seed) <= 3):
+            raise DatasetError(f"A synthetic seed is a whole number from 0 to {MAX_SYNTHETIC_SEED}, "
+                               f"not {seed[:20]!r}{'…' if len(seed) > 20 else ''}.")
         return SyntheticSource(int(seed))
     if spec.lower().startswith("pneumoniamnist:"):
         size = spec.partition(":")[2]
@@ -118,6 +125,10 @@ class FolderSource(Source):
         self.spec = str(root)
         self.root = root
         self.name = f"Folder {root}"
+
+    @property
+    def location(self) -> Path:
+        return self.root
 
     def resolve_root(self) -> Path:
         if not self.root.is_dir():
@@ -253,6 +264,10 @@ class NpzSource(Source):
         self.mnist_size = size
         self.spec = f"pneumoniamnist:{size}" if path is None else str(path)
         self.name = f"PneumoniaMNIST {size} px" if path is None else f"PneumoniaMNIST file {path.name}"
+
+    @property
+    def location(self) -> Path | None:
+        return self.path
 
     def file(self) -> Path:
         if self.path is None:

@@ -3,9 +3,11 @@ page changes and closed browsers.
 
 At most ``max_parallel`` runs train at once (``PNEUMO_MAX_RUNS``, default 1); the rest wait
 as queued and start by themselves when one ends (the ending worker, and every UI poll, call
-``schedule``). A file lock makes ``schedule`` safe to call from many browser sessions and
-processes at the same moment: no run is lost or started twice. A process that dies without
-a word (kill -9, out of memory) is noticed by ``reconcile`` and its run marked failed.
+``schedule``). The queue is fair: owners take turns (``queue_order``), so one student's six runs
+do not hold up the class; a classroom server's policy also caps each student's runs and disk.
+A file lock makes ``schedule`` safe to call from many browser sessions and processes at the
+same moment: no run is lost or started twice. A process that dies without a word (kill -9, out
+of memory) is noticed by ``reconcile`` and its run marked failed.
 """
 
 from __future__ import annotations
@@ -15,17 +17,19 @@ import os
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from pneumo.access import GB, LOCAL, Policy, User
 from pneumo.paths import PROJECT_ROOT
 from pneumo.runs.store import Run, RunState, RunStore
 from pneumo.training.config import TrainConfig
 
 
-class InvalidConfig(ValueError):
-    """A config refused before anything starts; the message lists every problem."""
+class Refused(ValueError):
+    """A run that cannot start, refused before anything is written; the message says why."""
 
 
 def max_parallel() -> int:
@@ -46,27 +50,92 @@ def _queue_lock(store: RunStore) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def submit(config: TrainConfig, store: RunStore | None = None) -> Run:
-    """Validate, create a queued run and start it if a slot is free."""
+def writable(store: RunStore) -> bool:
+    """Whether runs can be written at all (a read-only disk or folder: the pages only read)."""
+    folder = store.root
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return os.access(folder, os.W_OK | os.X_OK)
+
+
+READ_ONLY = ("The runs folder cannot be written (a read-only disk, or no permission), so no run can start. "
+             "Everything already there can still be watched, evaluated and used for predictions.")
+
+
+def cannot_start(store: RunStore, by: User, policy: Policy) -> str | None:
+    """Why ``by`` cannot start a run now (read-only runs folder, run count, disk budget), or None."""
+    if not writable(store):
+        return READ_ONLY
+    if by.teacher:
+        return None
+    mine = [r for r in store.runs() if r.owner == by.id and r.damage is None]
+    active = sum(r.state.active for r in mine)
+    if policy.max_active_runs is not None and active >= policy.max_active_runs:
+        return (f"You have {active} runs queued or training, the most this server allows per person: "
+                "start another when one ends, or stop one.")
+    if policy.run_budget_bytes is not None:
+        used = sum(r.disk_bytes() for r in mine)
+        if used >= policy.run_budget_bytes:
+            return (f"Your runs take {used / GB:.2f} GB, your share of this server's disk is "
+                    f"{policy.run_budget_bytes / GB:.2f} GB: delete a run you no longer need to start another.")
+    return None
+
+
+def submit(config: TrainConfig, store: RunStore | None = None, by: User = LOCAL,
+           policy: Policy | None = None) -> Run:
+    """Validate, create a queued run owned by ``by`` and start it if a slot is free.
+
+    ``policy``: the server's rules (read from the environment when not given): ``Refused`` when
+    the run's files lie outside the data roots or ``by`` has used up their share.
+    """
+    store = store or RunStore()
+    policy = policy or Policy.from_env()
+    try:
+        policy.check_config(config)
+    except PermissionError as exc:
+        raise Refused(str(exc)) from exc
     problems = config.problems()
     if problems:
-        raise InvalidConfig("; ".join(problems))
-    store = store or RunStore()
-    run = store.create(config)
+        raise Refused("; ".join(problems))
+    try:
+        with _queue_lock(store):  # two clicks at once cannot both take the last place
+            reason = cannot_start(store, by, policy)
+            if reason:
+                raise Refused(reason)
+            run = store.create(config, owner=by)
+    except OSError as exc:
+        raise Refused(READ_ONLY if not writable(store) else f"The run could not be written: {exc.strerror}.") from exc
     schedule(store)
     return run
 
 
+def queue_order(runs: list[Run]) -> list[Run]:
+    """The queued runs in the order they will start: owners take turns, each owner's runs oldest
+    first, and an owner with runs already training waits behind those with none (round robin)."""
+    training = Counter(r.owner for r in runs if r.state == RunState.RUNNING)
+    queued = sorted((r for r in runs if r.state == RunState.QUEUED), key=lambda r: r.status()["created"])
+    turns, taken = {}, Counter()
+    for run in queued:
+        turns[run.id] = training[run.owner] + taken[run.owner]
+        taken[run.owner] += 1
+    return sorted(queued, key=lambda r: turns[r.id])  # stable: equal turns keep the oldest first
+
+
 def schedule(store: RunStore | None = None, limit: int | None = None) -> list[Run]:
-    """Mark dead runs failed, then start queued runs (oldest first) while slots are free."""
+    """Mark dead runs failed, then start queued runs (in ``queue_order``) while slots are free.
+
+    Nothing to do on a read-only runs folder: no run can have started there.
+    """
     store = store or RunStore()
     limit = limit or max_parallel()
     started = []
+    if not writable(store):
+        return started
     with _queue_lock(store):
         reconcile(store)
         runs = [r for r in store.runs() if r.damage is None]
         running = sum(r.state == RunState.RUNNING for r in runs)
-        for run in sorted((r for r in runs if r.state == RunState.QUEUED), key=lambda r: r.status()["created"]):
+        for run in queue_order(runs):
             if running >= limit:
                 break
             _spawn(run)
@@ -129,9 +198,10 @@ def reconcile(store: RunStore) -> list[Run]:
     return dead
 
 
-def stop(run: Run) -> None:
+def stop(run: Run, by: User) -> None:
     """Graceful stop: the trainer checks the flag after every batch and saves the model so far.
     A queued run is simply taken off the queue."""
+    run.require(by, "stop")
     with _queue_lock(RunStore(run.path.parent)):
         if run.state == RunState.QUEUED:
             run.update_status(state=RunState.STOPPED, ended=time.time(), note="cancelled before it started")
@@ -139,11 +209,21 @@ def stop(run: Run) -> None:
     run.file("stop").touch()
 
 
-def resume(run: Run) -> None:
-    """Put a failed or stopped run back in the queue; it goes on from its last checkpoint."""
-    if not run.state.resumable:
-        raise ValueError(f"only failed or stopped runs can be resumed; this one is {run.state}")
-    run.file("stop").unlink(missing_ok=True)
-    run.update_status(state=RunState.QUEUED, error=None, note=None, ended=None,
-                      resumed=int(run.status().get("resumed", 0)) + 1)
-    schedule(RunStore(run.path.parent))
+def resume(run: Run, by: User, policy: Policy | None = None) -> None:
+    """Put a failed or stopped run back in the queue; it goes on from its last checkpoint.
+    It counts against its owner's limits again (``Refused`` when they are used up)."""
+    run.require(by, "resume")
+    store = RunStore(run.path.parent)
+    try:
+        with _queue_lock(store):
+            reason = cannot_start(store, by, policy or Policy.from_env())
+            if reason:
+                raise Refused(reason)
+            if not run.state.resumable:
+                raise ValueError(f"only failed or stopped runs can be resumed; this one is {run.state}")
+            run.file("stop").unlink(missing_ok=True)
+            run.update_status(state=RunState.QUEUED, error=None, note=None, ended=None,
+                              resumed=int(run.status().get("resumed", 0)) + 1)
+    except OSError as exc:
+        raise Refused(READ_ONLY) from exc
+    schedule(store)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from pneumo.access import owner_name
 from pneumo.runs.store import Run, RunState
 from pneumo.training.augment import preset_name
 
@@ -99,6 +100,7 @@ def summary(run: Run) -> dict:
     return {
         "run": run.id,
         "name": run.name,
+        "owner": owner_name(run.owner),
         "model": "ResNet50" if config.model == "resnet50" else "CNN",
         "augmentation": preset_name(config.augmentation),
         "unfreeze": config.unfreeze if config.model == "resnet50" else None,

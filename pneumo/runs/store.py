@@ -3,7 +3,7 @@
 A run folder holds everything the pages need and everything needed to reproduce it:
 
     config.json       the TrainConfig
-    status.json       state, pid, device, timestamps, progress, error text
+    status.json       state, owner, pid, device, timestamps, progress, error text
     environment.json  versions, device and platform the run trained on
     history.csv       one row per epoch (train and val metrics, learning rate, phase)
     batches.csv       one row per training batch (loss, learning rate)
@@ -35,6 +35,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from pneumo.access import LOCAL, Forbidden, User, owner_name
 from pneumo.files import replace_atomically, write_json
 from pneumo.paths import runs_dir
 from pneumo.training.config import TrainConfig
@@ -165,8 +166,30 @@ class Run:
             return "finished, but its model file (best.keras) is missing"
         return None
 
-    def rename(self, name: str) -> None:
-        write_json(self.file("config.json"), self.config().with_(name=name).to_dict())
+    @property
+    def owner(self) -> str | None:
+        """The id of the user who started it (``pneumo.access.User.id``); None for runs from before
+        owners were recorded, which only the teacher may change."""
+        try:
+            return self.status().get("owner")
+        except (OSError, ValueError):
+            return None
+
+    def require(self, user: User, action: str) -> None:
+        """Forbidden unless ``user`` may ``action`` (stop, resume, rename, delete) this run."""
+        if not user.may_manage(self.owner):
+            raise Forbidden(f"Only {owner_name(self.owner)} or the teacher may {action} this run.")
+
+    def disk_bytes(self) -> int:
+        return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
+
+    def rename(self, name: str, by: User) -> None:
+        """ValueError when the name is not one a new run could take (too long)."""
+        self.require(by, "rename")
+        config = self.config().with_(name=" ".join(name.split()))
+        if config.problems() and not self.config().problems():
+            raise ValueError("; ".join(config.problems()))
+        write_json(self.file("config.json"), config.to_dict())
 
     @property
     def name(self) -> str:
@@ -213,14 +236,15 @@ class RunStore:
     def __init__(self, root: Path | None = None) -> None:
         self.root = root or runs_dir()
 
-    def create(self, config: TrainConfig) -> Run:
+    def create(self, config: TrainConfig, owner: User = LOCAL) -> Run:
         """A new queued run folder for a config that has already been validated."""
         self.root.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M%S")
         run = Run(self.root / f"{stamp}-{config.model}-{secrets.token_hex(2)}")
         tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=".new-"))
         write_json(tmp / "config.json", config.to_dict())
-        write_json(tmp / "status.json", {"state": RunState.QUEUED, "created": time.time(), "updated": time.time()})
+        write_json(tmp / "status.json", {"state": RunState.QUEUED, "owner": owner.id, "created": time.time(),
+                                         "updated": time.time()})
         tmp.rename(run.path)  # the run appears whole, or not at all
         return run
 
@@ -237,5 +261,9 @@ class RunStore:
             raise KeyError(f"no run {run_id!r} in {self.root}")
         return Run(path)
 
-    def delete(self, run: Run) -> None:
+    def delete(self, run: Run, by: User) -> None:
+        """Remove a run and its files; an active run must be stopped first."""
+        run.require(by, "delete")
+        if run.damage is None and run.state.active:
+            raise ValueError("Stop the run first: it is queued or training.")
         shutil.rmtree(run.path)

@@ -15,6 +15,7 @@ from pneumo.training.augment import PRESETS, Augmentation
 
 MODELS = ("cnn", "resnet50")
 FORM_IMAGE_SIZES = (64, 96, 128, 160, 192, 224)  # the training image sizes the Train form offers
+MAX_NAME_CHARS = 80  # a run name: a label, not a document
 RESNET50_BASE_LAYERS = 174  # layers of keras.applications.ResNet50(include_top=False), input excluded
 
 
@@ -187,6 +188,8 @@ class TrainConfig:
     def problems(self) -> list[str]:
         """Everything wrong with this config, in words for the user; empty when it is valid."""
         out = [] if self.dataset.strip() else ["choose a data set"]
+        if len(self.name) > MAX_NAME_CHARS:
+            out.append(f"a run name is at most {MAX_NAME_CHARS} characters")
         out.extend(p for name, option in OPTIONS.items() if (p := option.problem(getattr(self, name))))
         blocks_valid = OPTIONS["cnn_blocks"].problem(self.cnn_blocks) is None
         if self.model == "cnn" and blocks_valid and self.image_size < 2**self.cnn_blocks:

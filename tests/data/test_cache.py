@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import numpy as np
@@ -57,3 +58,27 @@ def test_a_known_key_saves_the_listing(tmp_path: Path, monkeypatch: pytest.Monke
     built = cache.load(source, 24, key=key)  # building lists the files it decodes, once
     assert calls == [1, 1] and cache.is_cached(key) and built.key == key
     assert cache.load(source, 24, key=key).key == key and calls == [1, 1]  # a warm load lists nothing
+
+
+def test_the_cache_keeps_under_its_cap_by_dropping_the_least_recently_used(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three trees of one size each; the cap holds two entries: writing the third drops the one
+    used longest ago (the first, loaded again after the second, survives)."""
+    sources = [FolderSource(make_tree(tmp_path / name, LAYOUT)) for name in "abc"]
+    first = cache.load(sources[0], 24)
+    entry = cache.entry_dir(first.key)
+    per_entry = sum(f.stat().st_size for f in entry.iterdir())
+    monkeypatch.setenv("PNEUMO_CACHE_MAX_GB", str(2.5 * per_entry / 1024**3))
+    second = cache.load(sources[1], 24)
+    os.utime(cache.entry_dir(second.key) / "used", (1, 1))  # the second was last used long ago
+    cache.load(sources[0], 24)  # a warm load marks the first as just used
+    third = cache.load(sources[2], 24)
+    kept = {p.name for p in (cache.cache_dir() / "images").iterdir()}
+    assert kept == {first.key, third.key}
+    assert not cache.is_cached(second.key) and len(cache.load(sources[1], 24).records) == 5  # rebuilt when asked
+
+
+def test_a_cap_below_one_entry_keeps_the_entry_just_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PNEUMO_CACHE_MAX_GB", "0")
+    image_set = cache.load(FolderSource(make_tree(tmp_path / "d", LAYOUT)), 24)
+    assert cache.is_cached(image_set.key) and image_set.images.shape == (5, 24, 24)

@@ -64,9 +64,13 @@ def test_parse_spec() -> None:
     assert parse_spec("pneumoniamnist:128").mnist_size == 128
     assert isinstance(parse_spec("/some/file.npz"), NpzSource)
     assert isinstance(parse_spec("/some/folder"), FolderSource)
-    for bad in ("pneumoniamnist:100", "synthetic:x", "  "):
+    assert parse_spec("synthetic:999").seed == 999
+    for bad in ("pneumoniamnist:100", "synthetic:x", "  ", "synthetic:1000", "synthetic:-1", "synthetic:٣"):
         with pytest.raises(DatasetError):
             parse_spec(bad)
+    with pytest.raises(DatasetError, match="from 0 to 999") as refused:  # once a traceback (int() of 5,000 digits)
+        parse_spec("synthetic:" + "7" * 5000)
+    assert len(str(refused.value)) < 200
 
 
 def _write_npz(path: Path) -> dict[str, np.ndarray]:

@@ -129,8 +129,8 @@ def test_a_rerun_on_a_folder_lists_it_once(tmp_path: Path, monkeypatch: pytest.M
     assert not at.exception and calls == [1, 1] and at.metric[0].value == "5"
 
 
-@pytest.mark.parametrize(("page", "says"), [("pages/evaluate.py", "No run has predictions yet"),
-                                            ("pages/predict.py", "No run has a saved model yet")])
+@pytest.mark.parametrize(("page", "says"), [("app_pages/evaluate.py", "No run has predictions yet"),
+                                            ("app_pages/predict.py", "No run has a saved model yet")])
 def test_other_pages_open_and_keep_the_dataset_choice(page: str, says: str) -> None:
     """The frame (streamlit_app.py): navigation, and the sidebar's choice kept across pages."""
     at = AppTest.from_file(APP, default_timeout=120)

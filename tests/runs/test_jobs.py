@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from pneumo.access import LOCAL
 from pneumo.runs import jobs
 from pneumo.runs.store import Run, RunStore
 from pneumo.training.augment import PRESETS
@@ -44,7 +45,7 @@ def _finish(run: Run, store: RunStore) -> None:
 
 
 def test_invalid_config_is_refused_before_anything_starts() -> None:
-    with pytest.raises(jobs.InvalidConfig, match="batch size"):
+    with pytest.raises(jobs.Refused, match="batch size"):
         jobs.submit(TrainConfig(batch_size=0))
     assert RunStore().runs() == []
 
@@ -87,13 +88,13 @@ def test_stop_is_graceful_and_kill_is_detected_then_resume_completes(tiny_npz: P
     other_files = _fingerprint(other.path)
     run = jobs.submit(_config(tiny_npz, epochs=6), store)
     _wait(lambda: len(run.batches()) >= 5, what="training to start")
-    jobs.stop(run)
+    jobs.stop(run, by=LOCAL)
     _finish(run, store)
     assert _state(run) == "stopped", run.log_tail()
     assert run.file("last.keras").exists() and len(run.predictions()) == 300
     assert not run.file("stop").exists()
 
-    jobs.resume(run)
+    jobs.resume(run, by=LOCAL)
     _wait(lambda: _state(run) == "running" and len(run.history()) >= 2 and _mid_epoch(run),
           what="the middle of an epoch after two epochs")
     history_before = run.file("history.csv").read_bytes()
@@ -108,7 +109,7 @@ def test_stop_is_graceful_and_kill_is_detected_then_resume_completes(tiny_npz: P
     assert {r.id for r in store.runs()} == {run.id, other.id} and run.damage is None
     assert _fingerprint(other.path) == other_files  # the other run is untouched
 
-    jobs.resume(run)
+    jobs.resume(run, by=LOCAL)
     _finish(run, store)
     assert _state(run) == "finished", run.log_tail()
     history = run.history()
@@ -124,7 +125,7 @@ def test_stopping_a_queued_run_cancels_it(tiny_npz: Path, monkeypatch: pytest.Mo
     monkeypatch.setattr(jobs, "_spawn", lambda run: None)  # nothing may start: we only test the queue
     store = RunStore()
     run = store.create(_config(tiny_npz, epochs=1))
-    jobs.stop(run)
+    jobs.stop(run, by=LOCAL)
     assert _state(run) == "stopped" and run.status()["note"] == "cancelled before it started"
     with pytest.raises(ValueError, match="only failed or stopped"):
-        jobs.resume(store.create(_config(tiny_npz, epochs=1)))
+        jobs.resume(store.create(_config(tiny_npz, epochs=1)), by=LOCAL)

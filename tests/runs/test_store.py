@@ -2,7 +2,9 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
+from pneumo.access import LOCAL
 from pneumo.files import write_json
 from pneumo.runs.store import Run, RunState, RunStore, append_row, read_csv
 from pneumo.training.config import TrainConfig
@@ -37,7 +39,10 @@ def test_store_create_list_get_delete(tmp_path: Path) -> None:
         except KeyError:
             continue
         raise AssertionError(f"{bad!r} should not be a run")
-    store.delete(first)
+    with pytest.raises(ValueError, match="Stop the run first"):
+        store.delete(first, by=LOCAL)
+    first.update_status(state="stopped")
+    store.delete(first, by=LOCAL)
     assert [r.id for r in store.runs()] == [second.id]
 
 
