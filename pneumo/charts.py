@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import pandas as pd
 import plotly.express as px
@@ -99,6 +101,11 @@ def batch_loss(batches: pd.DataFrame, smoothed: np.ndarray) -> go.Figure:
     return fig
 
 
+def _text(name: str) -> str:
+    """A typed name (a run's) as Plotly shows it: its tags (<a href>, <b>) made plain characters."""
+    return html.escape(name, quote=False)
+
+
 def learning_rate(batches: pd.DataFrame) -> go.Figure:
     """On a log axis, as rates are chosen by powers of ten; a linear axis drew a constant 1e-3 as 0."""
     rates = batches["learning_rate"]
@@ -113,7 +120,7 @@ def compare_runs(histories: dict[str, pd.DataFrame], column: str) -> go.Figure:
     fig = go.Figure()
     for name, history in histories.items():
         if column in history:
-            fig.add_scatter(x=history["epoch"], y=history[column], name=name, mode="lines+markers")
+            fig.add_scatter(x=history["epoch"], y=history[column], name=_text(name), mode="lines+markers")
     label = column.replace("val_", "validation ").replace("auc", "AUC")
     fig.update_layout(title=f"{label} per epoch", xaxis_title="epoch", yaxis_title=label, **_LAYOUT)
     longest = max((len(h) for h in histories.values()), default=0)
@@ -184,7 +191,7 @@ def _curves(fig: go.Figure, curves: dict[str, tuple[np.ndarray, np.ndarray, floa
             point: tuple[float, float] | None, title: str, x_title: str, y_title: str) -> go.Figure:
     """One line per run, labelled with its area under the curve, and the operating point as a red x."""
     for name, (x, y, value) in curves.items():
-        fig.add_scatter(x=x, y=y, mode="lines", name=f"{name} ({area} {value:.3f})")
+        fig.add_scatter(x=x, y=y, mode="lines", name=f"{_text(name)} ({area} {value:.3f})")
     if point is not None:
         fig.add_scatter(x=[point[0]], y=[point[1]], mode="markers", name="threshold",
                         marker=dict(size=13, color="red", symbol="x"))

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
@@ -17,15 +17,17 @@ from tests.conftest import ROOT
 
 
 @contextmanager
-def streamlit_server(script: Path, env: dict[str, str], log: IO[bytes] | int = subprocess.DEVNULL) -> Iterator[str]:
+def streamlit_server(script: Path, env: dict[str, str], log: IO[bytes] | int = subprocess.DEVNULL,
+                     args: Sequence[str] = ()) -> Iterator[str]:
     """A fresh server for ``script``, its URL once it answers; ``log`` takes its output (a file,
-    not a pipe nobody reads: that would fill and block the server)."""
+    not a pipe nobody reads: that would fill and block the server); ``args``: more command-line
+    flags for ``streamlit run`` (e.g. ``--secrets.files``)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     process = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
-         "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+         "--server.headless", "true", "--browser.gatherUsageStats", "false", *args],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -48,3 +50,13 @@ def wait_until_drawn(page, text: str, timeout_ms: int = 120_000) -> None:
     """Until ``text`` is on screen and the script has stopped running (no status widget)."""
     page.get_by_text(text).first.wait_for(timeout=timeout_ms)
     page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout_ms)
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+def launch_chromium(playwright):
+    """Headless Debian Chromium as every browser test and bench drives it."""
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=[
+        "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"])

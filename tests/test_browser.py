@@ -23,9 +23,8 @@ from pneumo.runs.store import Run, RunState, RunStore, append_row
 from pneumo.training.callbacks import HISTORY_COLUMNS
 from pneumo.training.config import TrainConfig
 from tests import films
-from tests.appserver import ROOT, streamlit_server, wait_until_drawn
+from tests.appserver import CHROMIUM, ROOT, launch_chromium, streamlit_server, wait_until_drawn
 
-CHROMIUM = "/usr/bin/chromium"
 SHOTS = ROOT / "artifacts" / "screenshots"
 
 pytestmark = [
@@ -54,9 +53,7 @@ def app_url(server: tuple[str, Path]) -> str:
 def browser(app_url: str):
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
+        browser = launch_chromium(p)
         yield browser
         browser.close()
 

@@ -1,3 +1,4 @@
+import numpy as np
 import pandas as pd
 
 from pneumo import charts
@@ -14,3 +15,13 @@ def test_a_constant_learning_rate_is_drawn_on_a_log_axis() -> None:
 def test_compared_runs_tick_whole_epochs() -> None:
     history = pd.DataFrame({"epoch": [1, 2, 3], "val_auc": [0.8, 0.85, 0.9]})
     assert charts.compare_runs({"a": history, "b": history}, "val_auc").layout.xaxis.dtick == 1
+
+
+def test_run_names_with_tags_stay_text_in_legends() -> None:
+    """Plotly draws <a href> and <b> in trace names: a run's name must not become a link."""
+    name = '<a href="http://evil.example">click</a> & <b>bold</b>'
+    history = pd.DataFrame({"epoch": [1, 2], "val_auc": [0.5, 0.6]})
+    traces = [charts.compare_runs({name: history}, "val_auc").data[0],
+              charts.roc({name: (np.array([0, 1]), np.array([0, 1]), 0.5)}).data[1]]
+    for trace in traces:
+        assert "<a" not in trace.name and "<b>" not in trace.name and "&lt;a href" in trace.name

@@ -72,7 +72,7 @@ def dataset_picker() -> DatasetChoice:
     with st.sidebar:
         st.subheader("Data set")
         if problem:
-            st.error(problem)
+            st.error(plain(problem))
         kind = st.radio("Source", KINDS, key="ds_kind", horizontal=True,
                         help="Synthetic works offline; PneumoniaMNIST is downloaded once; "
                              "Folder is your own Kaggle chest-xray-pneumonia download.")
@@ -96,21 +96,26 @@ def dataset_picker() -> DatasetChoice:
 
 
 def current_choice() -> DatasetChoice:
-    """The sidebar's choice. Normally set by streamlit_app.py; a page opened by URL before
-    ``st.navigation`` has ever run in this server process draws the picker itself."""
+    """The sidebar's choice. Normally set by streamlit_app.py; a page run from its own script
+    (as the page tests do) draws the picker itself."""
     if "dataset_choice" not in st.session_state:
         st.session_state["dataset_choice"] = dataset_picker()
     return st.session_state["dataset_choice"]
 
 
 _MARKDOWN = re.compile(r"([\\`*_{}@\[\]()<>#+\-.!|~:$&=\"'])")
+_LINK_MARKS = re.compile(r"([:.@])")
+WORD_JOINER = "\u2060"  # invisible; after ":", "." and "@" it stops a URL or address from becoming a link
 
 
 def plain(text: str) -> str:
-    """``text`` as it was typed, for inside Streamlit markdown (st.markdown, st.error, labels…):
+    """``text`` as it was typed, for inside Streamlit markdown (st.markdown, st.error, captions…):
     every punctuation mark escaped, so a run named ``[x](http://…)`` shows as those characters,
-    not as a link, an image, an icon, a colour or a formula."""
-    return _MARKDOWN.sub(r"\\\1", " ".join(str(text).split()))
+    not as a link, an image, an icon, a colour or a formula. Escapes do not stop bare addresses
+    (``https://…``, ``www.…``, ``a@b.c``) from being linked, so those are broken by an invisible
+    word joiner."""
+    text = _LINK_MARKS.sub(r"\1" + WORD_JOINER, " ".join(str(text).split()))
+    return _MARKDOWN.sub(r"\\\1", text)
 
 
 def file_stamp(path: Path) -> tuple[int, int] | None:

@@ -13,7 +13,7 @@ from pneumo import charts
 from pneumo.data import splits, stats
 from pneumo.data.sources import CLASSES, SPLITS, ImageSet
 from pneumo.training.pipeline import class_weights
-from ui.common import DatasetChoice
+from ui.common import DatasetChoice, plain
 
 GALLERY_SIZE = 24
 GALLERY_COLUMNS = 6
@@ -21,12 +21,13 @@ GALLERY_COLUMNS = 6
 
 def overview(image_set: ImageSet) -> None:
     """What was decoded, and what of the source could not be used."""
-    st.caption(f"**{image_set.name}** · {len(image_set.records):,} images decoded at {image_set.size} px "
+    st.caption(f"**{plain(image_set.name)}** · {len(image_set.records):,} images decoded at {image_set.size} px "
                "(squashed to square: keeps the whole chest in view).")
     if image_set.missing_splits:
-        st.warning(f"Missing split folder(s): {', '.join(image_set.missing_splits)}. The rest is usable.")
+        st.warning(f"Missing split folder(s): {plain(', '.join(image_set.missing_splits))}. The rest is usable.")
     if image_set.empty_folders:
-        st.warning(f"Class folder(s) without any image: {', '.join(image_set.empty_folders)}. The rest is usable.")
+        st.warning(f"Class folder(s) without any image: {plain(', '.join(image_set.empty_folders))}. "
+                   "The rest is usable.")
     if image_set.skipped or image_set.ignored:
         with st.expander(f":material/warning: {len(image_set.skipped)} unreadable file(s) skipped, "
                          f"{len(image_set.ignored)} non-image file(s) ignored"):

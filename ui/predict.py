@@ -40,6 +40,7 @@ from ui.common import (
     current_choice,
     file_stamp,
     load_image_set,
+    plain,
     run_image_set,
     run_labels,
     synthetic_banner,
@@ -103,7 +104,7 @@ def _choose_run() -> ModelChoice | None:
     except OSError as exc:
         predictor = f"the file cannot be read ({exc})"
     if isinstance(predictor, str):
-        st.error(f"The model of run **{run.name}** cannot be loaded: {predictor}")
+        st.error(f"The model of run **{plain(run.name)}** cannot be loaded: {plain(predictor)}")
         return None
     chosen = st.session_state.get("thresholds", {}).get(run.id)
     note = ("chosen on the Evaluate page" if chosen is not None else
@@ -146,7 +147,7 @@ def _choose_upload() -> ModelChoice | None:
     digest = _digest(upload)
     shared = _uploaded_predictor(digest, upload.getvalue())
     if isinstance(shared, str):
-        st.error(f"**{upload.name}** cannot be used: {shared}")
+        st.error(f"**{plain(upload.name)}** cannot be used: {plain(shared)}")
         return None
     detected = shared.detected
     st.markdown("**Detected**\n" + "\n".join(f"- {line}" for line in detected.describe()))
@@ -213,7 +214,7 @@ def _uploaded_film() -> Radiograph | None:
     try:
         film = radiograph.read(upload.getvalue(), upload.name)
     except ImageDecodeError as exc:
-        st.error(f"**{upload.name}** cannot be read: {exc}. Try a JPEG, PNG or DICOM chest film.")
+        st.error(f"**{plain(upload.name)}** cannot be read: {plain(str(exc))}. Try a JPEG, PNG or DICOM chest film.")
         return None
     film.name = f"{upload.name} ({film.kind})"
     return film
@@ -226,13 +227,13 @@ def prediction(choice: ModelChoice, film: Radiograph) -> float:
     try:
         probability = predictor.probability(film.pixels)
     except Exception as exc:  # noqa: BLE001 - a model from elsewhere may fail in any way; say so, keep the page
-        st.error(f"The model failed on this film ({type(exc).__name__}: {str(exc)[:300]}).")
+        st.error(f"The model failed on this film ({type(exc).__name__}: {plain(str(exc)[:300])}).")
         st.stop()
     decision = "PNEUMONIA" if probability >= choice.threshold else "NORMAL"
     left, middle, right = st.columns([1, 1, 2])
     h, w = predictor.size
     left.image(predictor.as_seen(film.pixels), width="stretch",
-               caption=f"{film.name}, as the model sees it: {h} x {w}, squashed from {film.pixels.shape[0]} x "
+               caption=f"{plain(film.name)}, as the model sees it: {h} x {w}, squashed from {film.pixels.shape[0]} x "
                        f"{film.pixels.shape[1]}")
     lesion = _lesion(predictor, film)
     if lesion is not None:
@@ -244,10 +245,10 @@ def prediction(choice: ModelChoice, film: Radiograph) -> float:
         if film.label is not None:
             truth = "PNEUMONIA" if film.label else "NORMAL"
             st.markdown(f"Ground truth: **{truth}**: the decision is {'correct' if truth == decision else 'wrong'}.")
-        st.markdown(f"Model trained on: **{choice.trained_on}**.")
+        st.markdown(f"Model trained on: **{plain(choice.trained_on)}**.")
         _familiarity_check(choice, film)
         for note in film.notes:
-            st.caption(f"Read: {note}.")
+            st.caption(f"Read: {plain(note)}.")
     return probability
 
 
@@ -333,7 +334,7 @@ def saliency_maps(choice: ModelChoice, film: Radiograph, probability: float) -> 
                                              _pixels=film.pixels)
             except Exception as exc:  # noqa: BLE001 - e.g. a target layer the output does not depend on
                 st.error(f"{method} failed on layer {predictor.layer_title(target)}: {type(exc).__name__}: "
-                         f"{str(exc)[:200]}. Try another target layer.")
+                         f"{plain(str(exc)[:200])}. Try another target layer.")
                 continue
             shown[method] = saliency_map
             image = overlay(seen, saliency_map, opacity, colormap)

@@ -73,7 +73,7 @@ def _input(name: str, default: TrainConfig, key: str = "", suffix: str = "") -> 
 
 
 def new_run(choice: DatasetChoice, image_set: ImageSet) -> None:
-    st.caption(f"Data: **{image_set.name}**, validation carved from train: {choice.val_fraction:.0%} "
+    st.caption(f"Data: **{plain(image_set.name)}**, validation carved from train: {choice.val_fraction:.0%} "
                "(set both in the sidebar).")
     model = st.radio(OPTIONS["model"].label, MODELS, MODELS.index(TrainConfig().model), horizontal=True,
                      key="tr_model", format_func=MODEL_NAMES.get, help=OPTIONS["model"].help)
@@ -218,7 +218,7 @@ def _live(run: Run, user: User | None) -> None:
     """Re-reads the run's files every few seconds; never blocks, survives page changes."""
     jobs.schedule(RunStore(run.path.parent))  # notices dead workers, starts queued runs
     if run.damage:
-        st.error(f"This run folder is damaged: {run.damage}")
+        st.error(f"This run folder is damaged: {plain(run.damage)}")
         return
     status, config, history = run.status(), run.config(), run.history()
     state = RunState(status["state"])
