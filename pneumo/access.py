@@ -17,6 +17,7 @@ user they are given), so a page that forgets a check still cannot stop someone e
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -137,6 +138,20 @@ class Policy:
         raise Forbidden(f"This server only reads files under its data folders ({offered})." if offered else
                         "This server offers no folders of its own (the teacher can list some in PNEUMO_DATA_ROOTS): "
                         "use the synthetic set or PneumoniaMNIST.")
+
+    def redact(self, text: str) -> str:
+        """``text`` (a training log, an error) with the server's own folders replaced by short names,
+        on a shared server; unchanged in solo mode, where the paths are the user's own."""
+        if self.mode == Mode.SOLO:
+            return text
+        from pneumo.paths import PROJECT_ROOT, cache_dir, runs_dir
+
+        places = {str(runs_dir().resolve()): "<runs>", str(runs_dir()): "<runs>", str(cache_dir()): "<cache>",
+                  str(PROJECT_ROOT): "<app>", sys.prefix: "<python>", sys.base_prefix: "<python>",
+                  str(Path.home()): "~"}
+        for path in sorted(places, key=len, reverse=True):  # the longest first: runs inside the app folder
+            text = text.replace(path, places[path])
+        return text
 
     def check_dataset(self, spec: str) -> None:
         """Forbidden when the data set ``spec`` names reads a server path outside the data roots

@@ -152,3 +152,15 @@ def test_submit_checks_the_data_roots_before_saying_anything_about_the_file(tmp_
     with pytest.raises(jobs.Refused, match="only reads files under"):
         jobs.submit(TrainConfig(dataset="/etc"), RunStore(tmp_path / "runs"), by=ANN, policy=policy)
     assert RunStore(tmp_path / "runs").runs() == []
+
+
+def test_a_shared_server_shows_no_server_paths_in_logs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setenv("PNEUMO_RUNS", str(tmp_path / "runs"))
+    log = (f'File "{sys.prefix}/lib/python3.11/site-packages/keras/x.py", line 3\n'
+           f"run 1 in {tmp_path / 'runs' / 'r1'}; home {Path.home() / '.keras'}")
+    assert Policy().redact(log) == log  # solo: the paths are the user's own
+    shown = CLASS.redact(log)
+    assert sys.prefix not in shown and str(tmp_path) not in shown and str(Path.home()) + "/" not in shown
+    assert '"<python>/lib/python3.11/site-packages/keras/x.py"' in shown and "<runs>/r1" in shown

@@ -105,6 +105,37 @@ def test_valid_submit_queues_a_run(monkeypatch: pytest.MonkeyPatch) -> None:
     assert any("queued" in m.value for m in at.markdown)
 
 
+def _start(at: AppTest):
+    return next(b for b in at.button if b.label == "Start training")
+
+
+def test_class_mode_asks_a_name_then_keeps_to_the_run_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PNEUMO_TEACHER_PASSCODE", "pw")
+    monkeypatch.setattr(jobs, "_spawn", lambda run: None)  # runs stay queued
+    nameless = _train_page()
+    assert _start(nameless).disabled and any("Type your name" in i.value for i in nameless.info)
+    at = _train_page(id_name="Ann")
+    for _ in range(2):
+        _start(at).click().run()
+        at.session_state["train_view"] = "New run"
+        at.run()
+    assert not at.exception
+    assert [r.owner for r in RunStore().runs()] == ["class:Ann", "class:Ann"]
+    assert _start(at).disabled and any("2 runs queued or training" in i.value for i in at.info)
+
+
+def test_a_read_only_runs_folder_keeps_the_pages_reading(trained_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PNEUMO_RUNS", str(trained_run))
+    monkeypatch.setattr(jobs.os, "access", lambda path, mode: False)  # what a read-only mount answers
+    at = _train_page()
+    assert _start(at).disabled and any(i.value == jobs.READ_ONLY for i in at.info)
+    for view in ("Watch", "Runs"):
+        at.session_state["train_view"] = view
+        at.run()
+        assert not at.exception and not at.error
+    assert at.dataframe[0].value["name"].tolist() == ["tiny CNN"]
+
+
 def test_watch_view_reads_a_real_run(trained_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PNEUMO_RUNS", str(trained_run))
     at = _train_page(train_view="Watch")
