@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,11 @@ def page_app(page: str, **state) -> AppTest:
     for key, value in state.items():
         at.session_state[key] = value
     return at
+
+
+def as_read(markdown: str) -> str:
+    """Markdown made by ``ui.common.plain`` as a person reads it: escapes and word joiners gone."""
+    return re.sub(r"\\(.)", r"\1", markdown).replace("\u2060", "")
 
 
 def image_bytes(fmt: str = "JPEG", size: tuple[int, int] = (40, 30), value: int = 128, mode: str = "L") -> bytes:

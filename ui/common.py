@@ -104,8 +104,8 @@ def current_choice() -> DatasetChoice:
 
 
 _MARKDOWN = re.compile(r"([\\`*_{}@\[\]()<>#+\-.!|~:$&=\"'])")
-_LINK_MARKS = re.compile(r"([:.@])")
-WORD_JOINER = "\u2060"  # invisible; after ":", "." and "@" it stops a URL or address from becoming a link
+_LINK_MARKS = re.compile(r"(?i)(:(?=//)|\bwww\.|@)")  # where GFM starts a link: https://, www., a@b
+WORD_JOINER = "\u2060"  # invisible; put after those, it stops an address from becoming a link
 
 
 def plain(text: str) -> str:

@@ -6,7 +6,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from pneumo.data.sources import FolderSource
-from tests.conftest import ROOT, make_tree, page_app
+from tests.conftest import ROOT, as_read, make_tree, page_app
 
 APP = str(ROOT / "streamlit_app.py")
 
@@ -83,7 +83,7 @@ def test_invalid_preset_opens_on_synthetic_with_the_reason(spec: str, monkeypatc
     at = _page(ds_size=64).run()
     assert not at.exception
     assert at.sidebar.radio[0].value == "Synthetic"
-    assert f"PNEUMO_DATA={spec!r} cannot be used" in at.sidebar.error[0].value
+    assert f"PNEUMO_DATA={spec!r} cannot be used" in as_read(at.sidebar.error[0].value)
     assert at.metric[0].value == "2,600"
 
 

@@ -21,7 +21,7 @@ from pneumo.files import write_json
 from pneumo.runs.store import Run, RunStore
 from pneumo.training.config import TrainConfig
 from tests import films
-from tests.conftest import ROOT, page_app
+from tests.conftest import ROOT, as_read, page_app
 from ui import predict as predict_ui
 
 
@@ -105,7 +105,7 @@ def test_uploaded_films_good_and_bad(run: Run) -> None:
     at.segmented_control(key="pr_image_source").set_value("Upload an image").run()
     at.file_uploader(key="pr_image_upload").set_value(("notes.png", b"hello, not an image", "image/png")).run()
     assert not at.exception
-    assert "notes.png** cannot be read: not a JPEG, PNG or DICOM file" in at.error[0].value
+    assert "notes.png** cannot be read: not a JPEG, PNG or DICOM file" in as_read(at.error[0].value)
     dicom = films.dicom(films.gradient().astype(np.uint16) * 16, "MONOCHROME1")
     at.file_uploader(key="pr_image_upload").set_value(("film.dcm", dicom, "application/dicom")).run()
     assert not at.exception and not at.error
@@ -228,7 +228,7 @@ def test_a_model_is_loaded_once_and_a_refusal_is_cached(monkeypatch: pytest.Monk
     with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("model.weights.h5", bytes(3 * 2**20 + 17))
     at = _upload_model(at, "bomb.keras", bomb.read_bytes())
-    assert not at.exception and "**bomb.keras** cannot be used: the" in at.error[0].value
-    assert "would inflate to 3.0 MB; pneumo opens at most 1.0 MB" in at.error[0].value
+    assert not at.exception and "**bomb.keras** cannot be used: the" in as_read(at.error[0].value)
+    assert "would inflate to 3.0 MB; pneumo opens at most 1.0 MB" in as_read(at.error[0].value)
     at.run()
-    assert "would inflate to 3.0 MB" in at.error[0].value and len(calls) == 2
+    assert "would inflate to 3.0 MB" in as_read(at.error[0].value) and len(calls) == 2
