@@ -53,6 +53,8 @@ def _login(rules: Policy) -> User:
 def _class(rules: Policy) -> User | None:
     teacher = st.session_state.get("id_teacher", False)
     with st.sidebar:
+        st.caption("Class mode: your runs are yours to stop, rename and delete; the teacher's passcode unlocks "
+                   "every run.")
         st.text_input("Your name", key="id_name", max_chars=MAX_USER_NAME_CHARS, placeholder="as the class knows you",
                       help="Your runs are recorded under this name: only you and the teacher can stop, "
                            "rename or delete them.")
