@@ -15,15 +15,18 @@ A process still reading a removed entry keeps its open memory map; the next load
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from pneumo.data.labelled import HEADER_COLUMNS, LabelledSource
 from pneumo.data.sources import ImageSet, ProgressCallback, Source
 from pneumo.paths import cache_dir
 
@@ -67,11 +70,42 @@ def load(source: Source, size: int, progress: ProgressCallback | None = None, ke
             return image_set
         except (OSError, ValueError, KeyError):
             shutil.rmtree(folder, ignore_errors=True)  # a damaged entry is rebuilt, not trusted
-    image_set = source.build(size, progress)
-    image_set.key = key
-    _write(folder, image_set)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".building-"))
+    try:
+        if isinstance(source, LabelledSource):  # large sets: decoded straight into files, not memory
+            image_set = source.build(size, progress, allocate=_on_disk(tmp))
+        else:
+            image_set = source.build(size, progress)
+        _write(tmp, image_set)
+        try:
+            tmp.rename(folder)
+        except OSError:  # another process finished the same entry first: keep theirs
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     evict(max_bytes(), keep=folder)
-    return image_set
+    return _read(folder, key)
+
+
+def _on_disk(tmp: Path) -> Callable[[int, int, type], np.ndarray]:
+    """An allocator of arrays backed by .npy files in the entry being built (``labelled.Allocate``)."""
+    parts = itertools.count()
+
+    def allocate(n: int, size: int, dtype: type) -> np.ndarray:
+        return np.lib.format.open_memmap(tmp / f"part-{next(parts)}.npy", mode="w+", dtype=dtype, shape=(n, size, size))
+
+    return allocate
+
+
+def _save(array: np.ndarray, path: Path) -> None:
+    """``array`` as ``path``: renamed when it already is a file of the entry being built, else written."""
+    if isinstance(array, np.memmap) and array.filename and Path(array.filename).parent == path.parent:
+        array.flush()
+        Path(array.filename).rename(path)
+    else:
+        np.save(path, array)
 
 
 def _touch(folder: Path) -> None:
@@ -106,38 +140,33 @@ def evict(limit: int, keep: Path | None = None) -> list[Path]:
     return removed
 
 
-def _write(folder: Path, image_set: ImageSet) -> None:
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".building-"))
-    try:
-        np.save(tmp / "images.npy", image_set.images)
-        if image_set.masks is not None:
-            np.save(tmp / "masks.npy", image_set.masks)
-        image_set.records.to_csv(tmp / "records.csv", index=False)
-        meta = {
-            "name": image_set.name,
-            "synthetic": image_set.synthetic,
-            "skipped": image_set.skipped,
-            "ignored": image_set.ignored,
-            "missing_splits": image_set.missing_splits,
-            "empty_folders": image_set.empty_folders,
-            "has_patients": image_set.has_patients,
-        }
-        (tmp / "meta.json").write_text(json.dumps(meta))
-        (tmp / "used").touch()
-        try:
-            tmp.rename(folder)
-        except OSError:  # another process finished the same entry first: keep theirs
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+def _write(tmp: Path, image_set: ImageSet) -> None:
+    """The entry's files, in the temporary folder ``tmp`` that is then renamed into place."""
+    _save(image_set.images, tmp / "images.npy")
+    if image_set.masks is not None:
+        _save(image_set.masks, tmp / "masks.npy")
+    for part in tmp.glob("part-*.npy"):  # arrays allocated but not kept (before closing up, unused masks)
+        part.unlink()
+    image_set.records.to_csv(tmp / "records.csv", index=False)
+    meta = {
+        "name": image_set.name,
+        "synthetic": image_set.synthetic,
+        "skipped": image_set.skipped,
+        "ignored": image_set.ignored,
+        "missing_splits": image_set.missing_splits,
+        "empty_folders": image_set.empty_folders,
+        "has_patients": image_set.has_patients,
+        "notes": image_set.notes,
+        "split_note": image_set.split_note,
+    }
+    (tmp / "meta.json").write_text(json.dumps(meta))
+    (tmp / "used").touch()
 
 
 def _read(folder: Path, key: str) -> ImageSet:
     meta = json.loads((folder / "meta.json").read_text())
-    records = pd.read_csv(folder / "records.csv", dtype={"id": str, "patient": str, "subtype": str, "digest": str},
-                          keep_default_na=False)
+    text_columns = ["id", "patient", "subtype", "digest", *HEADER_COLUMNS]
+    records = pd.read_csv(folder / "records.csv", keep_default_na=False, dtype=dict.fromkeys(text_columns, str))
     images = np.load(folder / "images.npy", mmap_mode="r")
     masks_file = folder / "masks.npy"
     masks = np.load(masks_file, mmap_mode="r") if masks_file.exists() else None
@@ -154,5 +183,7 @@ def _read(folder: Path, key: str) -> ImageSet:
         missing_splits=meta["missing_splits"],
         empty_folders=meta.get("empty_folders", []),
         has_patients=meta["has_patients"],
+        notes=meta.get("notes", []),
+        split_note=meta.get("split_note", ""),
         key=key,
     )

@@ -45,7 +45,8 @@ class Radiograph:
     notes: list[str] = field(default_factory=list)  # what reading it did (window applied, inverted, ...)
     name: str = ""
     label: int | None = None  # 1 = pneumonia; known for films from a data set, not for uploads
-    lesion: np.ndarray | None = None  # (H, W) bool; known for synthetic films
+    lesion: np.ndarray | None = None  # (H, W) bool; known for synthetic films and boxed RSNA films
+    header: dict[str, str] = field(default_factory=dict)  # DICOM: view, sex, age (those it states)
 
 
 def read(data: bytes, name: str = "") -> Radiograph:
@@ -61,8 +62,9 @@ def read(data: bytes, name: str = "") -> Radiograph:
     suffix = PurePath(name).suffix.lower()
     if name and _EXPECTED.get(suffix) != kind:
         notes.append(f"named {suffix or 'without an extension'} but the content is {kind}: read as {kind}")
-    image = _read_dicom(data, notes) if kind == "DICOM" else _read_pil(data, notes)
-    return Radiograph(image, kind, notes, name)
+    header: dict[str, str] = {}
+    image = _read_dicom(data, notes, header) if kind == "DICOM" else _read_pil(data, notes)
+    return Radiograph(image, kind, notes, name, header=header)
 
 
 def sniff(data: bytes) -> str | None:
@@ -109,17 +111,36 @@ def _has_rotation(img: Image.Image) -> bool:
     return img.getexif().get(0x0112, 1) != 1
 
 
-def _read_dicom(data: bytes, notes: list[str]) -> np.ndarray:
+def _read_dicom(data: bytes, notes: list[str], header: dict[str, str]) -> np.ndarray:
     """pydicom warns about every oddity it forgives; what matters reaches the user as notes or errors."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return _decode_dicom(data, notes)
+        return _decode_dicom(data, notes, header)
 
 
-def _decode_dicom(data: bytes, notes: list[str]) -> np.ndarray:
+# Header fields worth showing a class: AP films are taken of sicker patients lying in bed, a
+# shortcut a model can learn; sex and age say who the set is about.
+HEADER_FIELDS = {"view": "ViewPosition", "sex": "PatientSex", "age": "PatientAge"}
+
+
+def _header(ds: pydicom.Dataset) -> dict[str, str]:
+    """The HEADER_FIELDS the file states, as text (an unreadable field is left out, never fatal)."""
+    found = {}
+    for name, keyword in HEADER_FIELDS.items():
+        try:
+            value = str(ds.get(keyword, "") or "").strip()
+        except (*_FORMAT_ERRORS, *_PIXEL_ERRORS):
+            continue
+        if value and value.isprintable():
+            found[name] = value[:16]
+    return found
+
+
+def _decode_dicom(data: bytes, notes: list[str], header: dict[str, str]) -> np.ndarray:
     """pydicom parses each element when it is first read, so every access to ``ds`` sits in the try."""
     try:
         ds = pydicom.dcmread(io.BytesIO(data))
+        header.update(_header(ds))
         rows, cols = int(ds.get("Rows", 0)), int(ds.get("Columns", 0))
         if not rows or not cols or not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
             raise ImageDecodeError("the DICOM file holds no image (no pixel data)")

@@ -49,6 +49,8 @@ class ImageSet:
     missing_splits: list[str] = field(default_factory=list)
     empty_folders: list[str] = field(default_factory=list)  # class folders with no image, or none at all
     has_patients: bool = True
+    notes: list[str] = field(default_factory=list)  # what of the source was left out, and why (labelled sets)
+    split_note: str = ""  # how the split was made when the set has none of its own
     key: str = ""  # the cache entry it came from: changes whenever the pixels would
 
     @property
@@ -76,7 +78,8 @@ class Source(ABC):
 
 
 def parse_spec(spec: str) -> Source:
-    """``synthetic``, ``synthetic:SEED``, ``pneumoniamnist:SIZE``, a .npz path or a folder path."""
+    """``synthetic``, ``synthetic:SEED``, ``pneumoniamnist:SIZE``, a .npz path, a labelled CSV
+    (``labels.csv?path=COL&label=COL``), an RSNA challenge folder or a Kaggle-layout folder."""
     spec = spec.strip()
     if spec == "synthetic" or spec.startswith("synthetic:"):
         seed = spec.partition(":")[2] or "0"
@@ -91,9 +94,15 @@ def parse_spec(spec: str) -> Source:
         return NpzSource(None, int(size))
     if not spec:
         raise DatasetError("No data set given: choose a folder, PneumoniaMNIST or synthetic.")
+    from pneumo.data import labelled  # it builds on this module
+
     path = Path(spec).expanduser()
     if path.suffix.lower() == ".npz":
         return NpzSource(path)
+    if Path(spec.partition("?")[0]).suffix.lower() == ".csv":
+        return labelled.CsvSource.from_spec(spec)
+    if labelled.rsna_files(path) is not None:
+        return labelled.RsnaSource(path)
     return FolderSource(path)
 
 

@@ -45,6 +45,35 @@ def assign_splits(records: pd.DataFrame, val_fraction: float = DEFAULT_VAL_FRACT
     return split
 
 
+CARVED = {"train": 0.7, "val": 0.15, "test": 0.15}  # for sets that come without a split of their own
+
+
+def carve(records: pd.DataFrame, seed: int = 0) -> pd.Series:
+    """A train/val/test split for a set that has none (RSNA, most CSVs): seeded, stratified by
+    class and grouped by patient (no patient in two splits), in the proportions of ``CARVED``."""
+    split = pd.Series("train", index=records.index)
+    # test first, from everyone; then val from what is left
+    for name, share in (("test", CARVED["test"]), ("val", CARVED["val"] / (1 - CARVED["test"]))):
+        pool = np.flatnonzero((split == "train").to_numpy())
+        labels = records["label"].to_numpy()[pool]
+        groups = records["patient"].to_numpy()[pool]
+        n_splits = min(round(1 / share), len(set(groups)), max(2, np.bincount(labels, minlength=2).min()))
+        if n_splits < 2:
+            continue
+        folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            _, chosen = next(folds.split(np.zeros(len(pool)), labels, groups))
+        split.iloc[pool[chosen]] = name
+    return split
+
+
+def carve_note(seed: int) -> str:
+    shares = ", ".join(f"{share:.0%} {name}" for name, share in CARVED.items())
+    return (f"This set has no official split: patients were assigned at random (seed {seed}), stratified by "
+            f"class and grouped by patient: {shares}. Runs record it with their data set.")
+
+
 @dataclass
 class LeakageReport:
     """Patients found in more than one split, and identical images in more than one split."""
