@@ -9,8 +9,9 @@ import zlib
 import numpy as np
 from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import encapsulate
 from pydicom.filewriter import dcmwrite
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit, generate_uid
 
 
 def gradient(height: int = 60, width: int = 80) -> np.ndarray:
@@ -75,6 +76,25 @@ def dicom(arr: np.ndarray, photometric: str = "MONOCHROME2", window: tuple[float
         ds.WindowCenter, ds.WindowWidth = window
     if pixels:
         ds.PixelData = arr.astype(np.uint16).tobytes()
+    buffer = io.BytesIO()
+    dcmwrite(buffer, ds, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def dicom_jpeg(arr: np.ndarray, view: str = "PA", sex: str = "F", age: str = "051Y") -> bytes:
+    """An 8-bit DICOM as the RSNA challenge ships them: JPEG Baseline pixel data, view/sex/age set."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"  # Secondary Capture, as RSNA's
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.Modality, ds.ViewPosition, ds.PatientSex, ds.PatientAge = "CR", view, sex, age
+    ds.Rows, ds.Columns = arr.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.PixelData = encapsulate([jpeg(arr.astype(np.uint8))])
     buffer = io.BytesIO()
     dcmwrite(buffer, ds, enforce_file_format=True)
     return buffer.getvalue()

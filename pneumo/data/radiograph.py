@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import struct
 import warnings
 from dataclasses import dataclass, field
@@ -133,6 +134,8 @@ def _header(ds: pydicom.Dataset) -> dict[str, str]:
             continue
         if value and value.isprintable():
             found[name] = value[:16]
+    if re.fullmatch(r"0*\d+Y?", found.get("age", "")):  # DICOM's "051Y" and RSNA's "51" alike: years
+        found["age"] = str(int(found["age"].rstrip("Y")))
     return found
 
 
