@@ -17,7 +17,13 @@ if image_set.records.empty:
 split = dataset.split_picker(image_set.records, choice)
 dataset.headline(image_set)
 
-balance, patients, images, leakage, gallery = st.tabs(["Class balance", "Patients", "Images", "Leakage", "Gallery"])
+names = ["Class balance", "Patients", "Images", "Leakage", "Gallery"]
+radiology = dataset.has_radiology(image_set)
+tabs = st.tabs([*names, "Radiology"] if radiology else names)
+balance, patients, images, leakage, gallery = tabs[:5]
+if radiology:
+    with tabs[5]:
+        dataset.radiology(image_set)
 with balance:
     dataset.class_balance(image_set.records, split)
 with patients:

@@ -27,6 +27,22 @@ def class_bars(table: pd.DataFrame, title: str, y_label: str = "images") -> go.F
     return fig.update_layout(**_LAYOUT)
 
 
+def age_by_class(records: pd.DataFrame) -> go.Figure:
+    """Patients' ages (from the DICOM headers) per class; films that state none are left out."""
+    ages = records.assign(age=pd.to_numeric(records["age"], errors="coerce")).dropna(subset=["age"])
+    fig = px.box(ages, x="cls", y="age", color="cls", color_discrete_map=CLASS_COLORS, points=False,
+                 category_orders={"cls": list(CLASSES)}, title="Age per class (years, from the DICOM header)")
+    return fig.update_layout(xaxis_title="", showlegend=False, **_LAYOUT)
+
+
+def box_share_histogram(shares: pd.DataFrame) -> go.Figure:
+    """How much of a film the radiologists' boxes cover, over the films that have boxes."""
+    fig = px.histogram(shares.assign(percent=100 * shares["share"]), x="percent", nbins=30,
+                       color_discrete_sequence=[CLASS_COLORS["PNEUMONIA"]],
+                       title="Share of the film inside the radiologists' boxes")
+    return fig.update_layout(xaxis_title="% of the film", yaxis_title="films", **_LAYOUT)
+
+
 def subtype_bars(table: pd.DataFrame) -> go.Figure:
     long = table.reset_index().melt(id_vars=table.index.name or "split", var_name="subtype", value_name="images")
     fig = px.bar(long, x=long.columns[0], y="images", color="subtype", barmode="group", text="images",

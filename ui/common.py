@@ -15,13 +15,16 @@ from pathlib import Path
 import streamlit as st
 
 from pneumo.access import Forbidden, Policy
-from pneumo.data import cache, mnist
+from pneumo.data import cache, labelled, mnist
 from pneumo.data.sources import DatasetError, FolderSource, ImageSet, NpzSource, Source, parse_spec
 from pneumo.paths import default_dataset_spec
 from pneumo.runs.store import Run
 from pneumo.training.config import TrainConfig
 
-KINDS = ("Synthetic", "PneumoniaMNIST", "Folder")
+KINDS = ("Synthetic", "PneumoniaMNIST", "Folder", "CSV")
+CSV_ROLES = {"path": "Image path column", "label": "Label column", "split": "Split column (optional)",
+             "patient": "Patient column (optional)"}
+NO_COLUMN = "(none)"
 WORKING_SIZES = (64, 128, 160, 224)  # the sizes the sidebar decodes a data set at
 
 
@@ -48,14 +51,16 @@ def _initial_state() -> str | None:
     Returns why ``PNEUMO_DATA`` cannot be used, if it cannot: the picker then opens on Synthetic.
     """
     spec = default_dataset_spec()
-    defaults = {"ds_kind": "Synthetic", "ds_folder": "", "ds_mnist_size": 128, "ds_npz": "",
+    defaults = {"ds_kind": "Synthetic", "ds_folder": "", "ds_mnist_size": 128, "ds_npz": "", "ds_csv": "",
                 "ds_size": TrainConfig().image_size, "ds_val_pct": 10}
     problem = None
     try:
         source: Source | None = parse_spec(spec)
     except DatasetError as exc:
         source, problem = None, f"PNEUMO_DATA={spec!r} cannot be used: {exc}. Opened on the synthetic set."
-    if isinstance(source, FolderSource):
+    if isinstance(source, labelled.CsvSource):
+        defaults.update(ds_kind="CSV", ds_csv=str(source.path), **{f"ds_csv_{r}": c for r, c in source.columns.items()})
+    elif isinstance(source, FolderSource | labelled.RsnaSource):
         defaults.update(ds_kind="Folder", ds_folder=source.spec)
     elif isinstance(source, NpzSource) and source.path is not None:
         defaults.update(ds_kind="PneumoniaMNIST", ds_npz=source.spec)
@@ -74,12 +79,16 @@ def dataset_picker() -> DatasetChoice:
         if problem:
             st.error(plain(problem))
         kind = st.radio("Source", KINDS, key="ds_kind", horizontal=True,
-                        help="Synthetic works offline; PneumoniaMNIST is downloaded once; "
-                             "Folder is your own Kaggle chest-xray-pneumonia download.")
+                        help="Synthetic works offline; PneumoniaMNIST is downloaded once; Folder: your own "
+                             "Kaggle chest-xray-pneumonia or RSNA Pneumonia Challenge download; CSV: a table "
+                             "naming each image file and its label.")
         if kind == "Folder":
             folder = st.text_input("Folder path", key="ds_folder", placeholder="/data/chest_xray",
-                                   help="The folder holding train/ val/ test/ (or chest_xray/).")
+                                   help="The folder holding train/ val/ test/ (or chest_xray/), or the RSNA "
+                                        "challenge's stage_2_train_images/ and stage_2_train_labels.csv.")
             spec = folder
+        elif kind == "CSV":
+            spec = _csv_picker()
         elif kind == "PneumoniaMNIST":
             st.selectbox("Size (px)", mnist.SIZES, key="ds_mnist_size")
             npz = st.text_input("…or a local .npz file", key="ds_npz",
@@ -93,6 +102,33 @@ def dataset_picker() -> DatasetChoice:
                             help="Patient-grouped and stratified by class. 0 keeps the data set's own "
                                  "val split (only 16 images in the Kaggle set).")
     return DatasetChoice(spec.strip(), int(size), val_pct / 100)
+
+
+def _csv_picker() -> str:
+    """A CSV path and which of its columns hold what (guessed first); the data set spec they make."""
+    path = st.text_input("CSV file", key="ds_csv", placeholder="/data/labels.csv",
+                         help="One row per image: its path (relative to the CSV's folder) and its label; "
+                              "optionally its split (train/val/test) and patient.").strip()
+    if not path:
+        return ""
+    try:
+        policy().check_path(path)  # first: outside the data roots, nothing is said about the file
+        header = labelled.csv_columns(Path(path).expanduser())
+    except (Forbidden, DatasetError) as exc:
+        st.error(plain(str(exc)))
+        return path
+    guess = labelled.guess_columns(header)
+    columns = {}
+    for role, label in CSV_ROLES.items():
+        options = header if role in ("path", "label") else [NO_COLUMN, *header]
+        start = guess.get(role, options[0] if options else None)
+        key = f"ds_csv_{role}"
+        if st.session_state.get(key) not in options:  # a new CSV: its guessed columns, not the last one's
+            st.session_state[key] = start
+        chosen = st.selectbox(label, options, key=key)
+        if chosen and chosen != NO_COLUMN:
+            columns[role] = chosen
+    return labelled.csv_spec(path, columns)
 
 
 def current_choice() -> DatasetChoice:

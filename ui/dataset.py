@@ -11,6 +11,7 @@ import streamlit as st
 
 from pneumo import charts
 from pneumo.data import splits, stats
+from pneumo.data.imaging import outline
 from pneumo.data.sources import CLASSES, SPLITS, ImageSet
 from pneumo.training.pipeline import class_weights
 from ui.common import DatasetChoice, plain
@@ -28,6 +29,10 @@ def overview(image_set: ImageSet) -> None:
     if image_set.empty_folders:
         st.warning(f"Class folder(s) without any image: {plain(', '.join(image_set.empty_folders))}. "
                    "The rest is usable.")
+    for note in image_set.notes:
+        st.info(plain(note), icon=":material/info:")
+    if image_set.split_note:
+        st.info(plain(image_set.split_note), icon=":material/call_split:")
     if image_set.skipped or image_set.ignored:
         with st.expander(f":material/warning: {len(image_set.skipped)} unreadable file(s) skipped, "
                          f"{len(image_set.ignored)} non-image file(s) ignored"):
@@ -78,8 +83,38 @@ def patients(image_set: ImageSet, split: pd.Series) -> None:
         st.plotly_chart(charts.class_bars(table, "Patients per split and class", "patients"), width="stretch")
         st.dataframe(table, width="stretch")
     subtypes = stats.subtype_counts(records, split)
-    if not subtypes.empty:
+    if not subtypes.empty and not has_radiology(image_set):  # RSNA's detailed classes: the Radiology tab
         st.plotly_chart(charts.subtype_bars(subtypes), width="stretch")
+
+
+def has_radiology(image_set: ImageSet) -> bool:
+    """Whether the set has radiologist boxes or DICOM headers to show (RSNA, DICOM CSVs)."""
+    return "boxes" in image_set.records.columns
+
+
+def radiology(image_set: ImageSet) -> None:
+    """What the radiologists and the DICOM headers say: boxes, detailed classes, view, sex, age.
+
+    AP films are taken of sicker patients lying in bed; a model can learn the view instead of
+    the lungs, so the view per class is worth a look before training."""
+    records = image_set.records
+    left, right = st.columns(2)
+    if image_set.masks is not None and records["boxes"].any():
+        boxes = stats.by_class(records, "boxes")
+        left.plotly_chart(charts.class_bars(boxes, "Radiologist boxes per film"), width="stretch")
+        shares = stats.box_shares(image_set.masks, records)
+        right.plotly_chart(charts.box_share_histogram(shares), width="stretch")
+        st.caption(f"{int(records['boxes'].sum()):,} boxes on {len(shares):,} films; they cover a median "
+                   f"{shares['share'].median():.1%} of the film (the lungs take roughly half a chest film).")
+    if records["subtype"].astype(bool).any():
+        st.dataframe(stats.by_class(records, "subtype"), width="stretch")
+    left, right = st.columns(2)
+    for column, title, place in (("view", "View position per class (AP: lying, sicker patients)", left),
+                                 ("sex", "Sex per class", right)):
+        if records[column].astype(bool).any():
+            place.plotly_chart(charts.class_bars(stats.by_class(records, column), title), width="stretch")
+    if records["age"].astype(bool).any():
+        st.plotly_chart(charts.age_by_class(records), width="stretch")
 
 
 @st.cache_data(show_spinner="Computing statistics…", max_entries=8)
@@ -134,5 +169,10 @@ def gallery(image_set: ImageSet, split: pd.Series) -> None:
     cols = st.columns(GALLERY_COLUMNS)
     for n, i in enumerate(shown):
         row = records.iloc[i]
-        cols[n % GALLERY_COLUMNS].image(np.asarray(image_set.images[i]), caption=f"{row['cls']} · {row['patient']}",
-                                        width="stretch")
+        picture = np.asarray(image_set.images[i])
+        if image_set.masks is not None and np.asarray(image_set.masks[i]).any():  # a known lesion, outlined
+            picture = outline(picture, np.asarray(image_set.masks[i]))
+        cols[n % GALLERY_COLUMNS].image(picture, caption=plain(f"{row['cls']} · {row['patient']}"), width="stretch")
+    if image_set.masks is not None:
+        st.caption("Outlined in green: " + ("the drawn lesion." if image_set.synthetic else
+                                            "the radiologists' boxes."))

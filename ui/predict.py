@@ -17,7 +17,7 @@ import numpy as np
 import streamlit as st
 
 from pneumo.data import radiograph, stats
-from pneumo.data.imaging import ImageDecodeError
+from pneumo.data.imaging import ImageDecodeError, outline
 from pneumo.data.radiograph import Radiograph
 from pneumo.data.sources import ImageSet
 from pneumo.explain import faithfulness, familiarity
@@ -29,7 +29,6 @@ from pneumo.explain.saliency import (
     METHOD_HELP,
     METHODS,
     empty_map_message,
-    outline,
     overlay,
     png_bytes,
     pointing,
@@ -237,8 +236,8 @@ def prediction(choice: ModelChoice, film: Radiograph) -> float:
                        f"{film.pixels.shape[1]}")
     lesion = _lesion(predictor, film)
     if lesion is not None:
-        middle.image(outline(predictor.as_seen(film.pixels), lesion), caption="The lesion, known because the film "
-                     "is drawn", width="stretch")
+        middle.image(outline(predictor.as_seen(film.pixels), lesion), width="stretch",
+                     caption=f"Known lesion: {_lesion_source(choice)}")
     with right:
         st.metric("Probability of pneumonia", f"{probability:.1%}")
         st.markdown(f"Decision: **{decision}** at threshold {choice.threshold:.2f} ({choice.threshold_note}).")
@@ -346,13 +345,19 @@ def saliency_maps(choice: ModelChoice, film: Radiograph, probability: float) -> 
                                          _map=saliency_map).sentence())
             if lesion is not None:
                 score = pointing(saliency_map, lesion)
-                st.caption(f"Lesion (known: synthetic): {score['share']:.1%} of the map lies on it, which covers "
-                           f"{score['chance']:.1%} of the image (a random map's share); peak on the lesion: "
+                st.caption(f"Known lesion ({_lesion_source(choice)}): {score['share']:.1%} of the map lies on it, "
+                           f"which covers {score['chance']:.1%} of the image (a random map's share); peak on it: "
                            f"{'yes' if score['hit'] else 'no'}.")
             st.download_button("Download overlay (PNG)", png_bytes(image), file_name=f"pneumo-{method.lower()}.png",
                                mime="image/png", key=f"pr_download_{method}")
     for a, b, rho in faithfulness.agreement(shown):
         st.caption(faithfulness.agreement_sentence(a, b, rho))
+
+
+def _lesion_source(choice: ModelChoice) -> str:
+    """Where a film's known lesion comes from, in words."""
+    synthetic = choice.image_set is None or choice.image_set.synthetic
+    return "drawn with the film" if synthetic else "the radiologists' boxes"
 
 
 def banner(choice: ModelChoice, film: Radiograph) -> None:

@@ -80,3 +80,15 @@ def decode_reason(exc: Exception) -> str:
     if any(word in text.lower() for word in ("truncated", "broken data stream", "premature end")):
         return "truncated or corrupt image data"
     return text[:300]
+
+
+def outline(gray: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int] = (0, 220, 0)) -> np.ndarray:
+    """The film with the border of a mask drawn on it: (H, W, 3) uint8."""
+    inner = mask.copy()
+    inner[1:] &= mask[:-1]
+    inner[:-1] &= mask[1:]
+    inner[:, 1:] &= mask[:, :-1]
+    inner[:, :-1] &= mask[:, 1:]
+    rgb = np.repeat(gray[..., None], 3, axis=-1)
+    rgb[mask & ~inner] = colour
+    return rgb

@@ -29,6 +29,21 @@ def patient_counts(records: pd.DataFrame, split: pd.Series) -> pd.DataFrame:
     return table.reindex(index=[s for s in SPLITS if s in table.index], columns=list(CLASSES), fill_value=0)
 
 
+def by_class(records: pd.DataFrame, column: str) -> pd.DataFrame:
+    """Images per value of ``column`` (a DICOM header field, the number of boxes) and class; blank
+    values counted as "not stated"."""
+    values = records[column].astype(str).replace("", "not stated")
+    return pd.crosstab(values.rename(column), records["cls"]).reindex(columns=list(CLASSES), fill_value=0)
+
+
+def box_shares(masks: np.ndarray, records: pd.DataFrame) -> pd.DataFrame:
+    """Per film with boxes: the share of the film its radiologist boxes cover (their union)."""
+    boxed = np.flatnonzero(records["boxes"].to_numpy() > 0)
+    shares = [float(np.asarray(masks[i]).mean()) for i in boxed]
+    return pd.DataFrame({"id": records["id"].to_numpy()[boxed], "boxes": records["boxes"].to_numpy()[boxed],
+                         "share": shares})
+
+
 def subtype_counts(records: pd.DataFrame, split: pd.Series) -> pd.DataFrame:
     """Bacterial vs viral (vs unknown) pneumonia images per split."""
     pneumonia = records["label"] == 1

@@ -120,18 +120,6 @@ def overlay(gray: np.ndarray, saliency_map: np.ndarray, opacity: float = 0.45, c
     return np.round(film * (1 - alpha) + colours * alpha).astype(np.uint8)
 
 
-def outline(gray: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int] = (0, 220, 0)) -> np.ndarray:
-    """The film with the border of a mask drawn on it: (H, W, 3) uint8."""
-    inner = mask.copy()
-    inner[1:] &= mask[:-1]
-    inner[:-1] &= mask[1:]
-    inner[:, 1:] &= mask[:, :-1]
-    inner[:, :-1] &= mask[:, 1:]
-    rgb = np.repeat(gray[..., None], 3, axis=-1)
-    rgb[mask & ~inner] = colour
-    return rgb
-
-
 def png_bytes(rgb: np.ndarray) -> bytes:
     """An overlay as a PNG file, for download."""
     buffer = io.BytesIO()

@@ -64,7 +64,7 @@ def _train(run: Run, config: TrainConfig, dev: str, verbose: int) -> tuple[RunSt
 
     keras.utils.set_random_seed(config.seed)
     policy = device.set_precision(config.mixed_precision)
-    _write_environment(run, dev, policy)
+    _write_environment(run, dev, policy, image_set.split_note)
     weights = pipeline.class_weights(data["train"][1]) if config.class_weights else None
     train_ds = pipeline.batches(*data["train"], config.batch_size, shuffle=True, seed=config.seed)
     val_ds = pipeline.batches(*data["val"], config.batch_size, shuffle=False)
@@ -199,10 +199,11 @@ def _remove_checkpoints(run: Run) -> None:
     run.file("phase1.weights.h5").unlink(missing_ok=True)
 
 
-def _write_environment(run: Run, dev: str, policy: str) -> None:
-    """What a reproduction needs beyond config.json: versions, device, platform."""
+def _write_environment(run: Run, dev: str, policy: str, split_note: str) -> None:
+    """What a reproduction needs beyond config.json: versions, device, platform, and how the split
+    was made when the data set has none of its own."""
     write_json(run.file("environment.json"), {
         "python": sys.version.split()[0], "tensorflow": tf.__version__, "keras": keras.__version__,
         "numpy": np.__version__, "scikit-learn": sklearn.__version__, "platform": platform.platform(),
-        "device": dev, "precision_policy": policy,
+        "device": dev, "precision_policy": policy, "split": split_note or "the data set's own",
     })

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from pneumo.data.imaging import outline
 from pneumo.explain.model_file import load_file
 from pneumo.explain.predictor import Predictor
 from pneumo.explain.saliency import (
     METHODS,
     empty_map_message,
-    outline,
     overlay,
     pointing,
     rank_similarity,
