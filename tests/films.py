@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -123,3 +124,33 @@ def good_files() -> dict[str, bytes]:
         "mono2.dcm": dicom(ramp16),
         "mono1.dcm": dicom(ramp16, "MONOCHROME1"),
     }
+
+
+RSNA_HEADER = "patientId,x,y,width,height,Target\n"
+
+
+def noisy_film(seed: int, side: int = 128) -> np.ndarray:
+    """A grey ramp with seeded noise, so films differ."""
+    rng = np.random.default_rng(seed)
+    return np.clip(gradient(side, side) + rng.normal(0, 10, (side, side)), 0, 255).astype(np.uint8)
+
+
+def rsna_layout(root: Path, labels: str, films: dict[str, bytes]) -> Path:
+    """An RSNA challenge folder: these label lines (after the header) and these patients' DICOMs."""
+    (root / "stage_2_train_images").mkdir(parents=True)
+    (root / "stage_2_train_labels.csv").write_text(RSNA_HEADER + labels)
+    for patient, data in films.items():
+        (root / "stage_2_train_images" / f"{patient}.dcm").write_bytes(data)
+    return root
+
+
+def rsna_folder(root: Path) -> Path:
+    """Ten patients: p0..p3 pneumonia (p0 with two boxes), p4..p9 not; p9's image is missing,
+    p5 is MONOCHROME1 (16 bits), and one image (stray) has no label."""
+    labels = "p0,10,20,30,40,1\np0,60,20,30,40,1\n" + "".join(f"p{i},8,8,32,32,1\n" for i in (1, 2, 3))
+    labels += "".join(f"p{i},,,,,0\n" for i in range(4, 10))
+    films = {f"p{i}": dicom_jpeg(noisy_film(i), view="AP" if i < 3 else "PA", sex="MF"[i % 2])
+             for i in range(9) if i != 5}
+    films["p5"] = dicom((noisy_film(5).astype(np.uint16) * 16), photometric="MONOCHROME1")
+    films["stray"] = dicom_jpeg(noisy_film(99))
+    return rsna_layout(root, labels, films)

@@ -11,38 +11,13 @@ from pneumo.data import cache
 from pneumo.data.labelled import CsvSource, RsnaSource, csv_spec, guess_columns, label_value, read_rsna_labels
 from pneumo.data.sources import DatasetError, parse_spec
 from tests.conftest import SHARED_DATA
-from tests.films import dicom, dicom_jpeg, gradient, png
+from tests.films import dicom_jpeg, noisy_film, png, rsna_folder, rsna_layout
 
 RSNA_SAMPLE = SHARED_DATA / "rsna_sample"
-HEADER = "patientId,x,y,width,height,Target\n"
-
-
-def _film(seed: int, side: int = 128) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return np.clip(gradient(side, side) + rng.normal(0, 10, (side, side)), 0, 255).astype(np.uint8)
-
-
-def _rsna(root: Path, labels: str, films: dict[str, bytes]) -> Path:
-    (root / "stage_2_train_images").mkdir(parents=True)
-    (root / "stage_2_train_labels.csv").write_text(HEADER + labels)
-    for patient, data in films.items():
-        (root / "stage_2_train_images" / f"{patient}.dcm").write_bytes(data)
-    return root
-
-
-def _rsna_set(root: Path) -> Path:
-    """Ten patients: p0..p3 pneumonia (p0 with two boxes), p4..p9 not; p9's image is missing,
-    p5 is MONOCHROME1 (16 bits), and one image (stray) has no label."""
-    labels = "p0,10,20,30,40,1\np0,60,20,30,40,1\n" + "".join(f"p{i},8,8,32,32,1\n" for i in (1, 2, 3))
-    labels += "".join(f"p{i},,,,,0\n" for i in range(4, 10))
-    films = {f"p{i}": dicom_jpeg(_film(i), view="AP" if i < 3 else "PA", sex="MF"[i % 2]) for i in range(9) if i != 5}
-    films["p5"] = dicom((_film(5).astype(np.uint16) * 16), photometric="MONOCHROME1")
-    films["stray"] = dicom_jpeg(_film(99))
-    return _rsna(root, labels, films)
 
 
 def test_an_rsna_folder_is_found_by_itself_and_read_like_uploads(tmp_path: Path) -> None:
-    root = _rsna_set(tmp_path / "rsna")
+    root = rsna_folder(tmp_path / "rsna")
     source = parse_spec(str(root))
     assert isinstance(source, RsnaSource)
     image_set = cache.load(source, 64)
@@ -67,7 +42,7 @@ def test_an_rsna_folder_is_found_by_itself_and_read_like_uploads(tmp_path: Path)
 
 
 def test_a_warm_rsna_load_decodes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    source = RsnaSource(_rsna_set(tmp_path / "rsna"))
+    source = RsnaSource(rsna_folder(tmp_path / "rsna"))
     first = cache.load(source, 32)
     monkeypatch.setattr(RsnaSource, "build", lambda *a, **k: pytest.fail("decoded again"))
     again = cache.load(RsnaSource(source.root), 32)
@@ -85,7 +60,7 @@ def test_a_warm_rsna_load_decodes_nothing(tmp_path: Path, monkeypatch: pytest.Mo
     ("p1,,,,,0\np1,1,2,3,4,1\n", "line 3: patient p1 is Target 1 here and 0"),
 ])
 def test_a_malformed_label_file_is_refused_with_the_line(tmp_path: Path, line: str, says: str) -> None:
-    root = _rsna(tmp_path / "rsna", line, {"p1": dicom_jpeg(_film(1))})
+    root = rsna_layout(tmp_path / "rsna", line, {"p1": dicom_jpeg(noisy_film(1))})
     with pytest.raises(DatasetError, match=says):
         cache.load(parse_spec(str(root)), 32)
 
@@ -97,7 +72,7 @@ def test_a_wrong_header_is_refused(tmp_path: Path) -> None:
 
 
 def test_unreadable_films_are_skipped_with_the_reason(tmp_path: Path) -> None:
-    root = _rsna_set(tmp_path / "rsna")
+    root = rsna_folder(tmp_path / "rsna")
     (root / "stage_2_train_images" / "p6.dcm").write_bytes(b"DICM but not really")
     image_set = cache.load(RsnaSource(root), 32)
     assert "p6" not in set(image_set.records["patient"]) and len(image_set.records) == 8
@@ -110,7 +85,7 @@ def test_a_labelled_csv_with_a_split_and_patients(tmp_path: Path) -> None:
     rows = ["Image Index,Finding Labels,Patient ID,fold"]
     for i in range(12):
         name = f"imgs/{i}.png" if i % 3 else f"imgs/{i}.dcm"
-        (tmp_path / name).write_bytes(png(_film(i)) if i % 3 else dicom_jpeg(_film(i)))
+        (tmp_path / name).write_bytes(png(noisy_film(i)) if i % 3 else dicom_jpeg(noisy_film(i)))
         finding = "Effusion|Pneumonia" if i < 5 else "No Finding"
         rows.append(f"{name},{finding},pt{i // 2},{'test' if i >= 9 else 'train'}")
     rows += ["../secret.png,Pneumonia,x,train", "imgs/gone.png,Pneumonia,y,train", "imgs/1.png,,z,train",

@@ -7,6 +7,7 @@ from streamlit.testing.v1 import AppTest
 
 from pneumo.data.sources import FolderSource
 from tests.conftest import ROOT, as_read, make_tree, page_app
+from tests.films import noisy_film, png, rsna_folder
 
 APP = str(ROOT / "streamlit_app.py")
 
@@ -143,3 +144,42 @@ def test_other_pages_open_and_keep_the_dataset_choice(page: str, says: str) -> N
     # AppTest drops sidebar elements after switch_page; the browser test checks them on screen.
     assert at.session_state["ds_val_pct"] == 20
     assert at.session_state["dataset_choice"].val_fraction == 0.2
+
+
+def test_an_rsna_folder_shows_what_is_missing_the_split_and_the_radiology(tmp_path: Path) -> None:
+    root = rsna_folder(tmp_path / "rsna")
+    at = page_app("dataset", ds_kind="Folder", ds_folder=str(root)).run()
+    assert not at.exception and not at.error
+    infos = " ".join(as_read(i.value) for i in at.info)
+    assert "1 of the 10 labelled patients have no image" in infos and "stray.dcm" in infos
+    assert "no official split" in infos
+    assert [t.label for t in at.tabs][-1] == "Radiology"
+    assert len(at.get("plotly_chart")) >= 5  # + boxes per film, box share, view, sex, age
+    assert any("boxes on 4 films" in as_read(c.value) for c in at.caption)
+
+
+def test_a_labelled_csv_is_picked_with_guessed_columns(tmp_path: Path) -> None:
+    (tmp_path / "films").mkdir()
+    lines = ["file,Target,subject"]
+    for i in range(20):
+        (tmp_path / "films" / f"{i}.png").write_bytes(png(noisy_film(i, 64)))
+        lines.append(f"films/{i}.png,{int(i < 8)},s{i}")
+    (tmp_path / "labels.csv").write_text("\n".join(lines) + "\n")
+    at = page_app("dataset", ds_kind="CSV", ds_csv=str(tmp_path / "labels.csv")).run()
+    assert not at.exception and not at.error
+    assert at.sidebar.selectbox(key="ds_csv_path").value == "file"
+    assert at.sidebar.selectbox(key="ds_csv_label").value == "Target"
+    assert at.sidebar.selectbox(key="ds_csv_patient").value == "subject"
+    assert at.metric[0].value == "20" and at.metric[2].value == "40.0%"
+
+
+def test_class_mode_keeps_folders_and_csvs_to_the_data_roots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PNEUMO_TEACHER_PASSCODE", "pw")
+    monkeypatch.setenv("PNEUMO_DATA_ROOTS", str(tmp_path / "offered"))
+    answers = set()
+    for state in ({"ds_kind": "Folder", "ds_folder": "/etc"}, {"ds_kind": "Folder", "ds_folder": "/no/such"},
+                  {"ds_kind": "CSV", "ds_csv": "/etc/passwd.csv"}, {"ds_kind": "PneumoniaMNIST", "ds_npz": "/x.npz"}):
+        at = page_app("dataset", **state).run()
+        assert not at.exception
+        answers.update(as_read(e.value) for e in [*at.error, *at.sidebar.error])
+    assert len(answers) == 1 and "only reads files under" in answers.pop()
