@@ -231,7 +231,9 @@ def _live(run: Run, user: User | None) -> None:
     eta = f" · about {monitoring.duration(prog.eta)} to go" if prog.eta is not None else ""
     st.progress(prog.epoch_fraction, text=f"Epoch {prog.epoch} of {prog.epochs} · "
                                           f"{monitoring.duration(prog.elapsed)} elapsed{eta}")
-    if state == RunState.RUNNING:
+    if state == RunState.RUNNING and not prog.batches:  # the worker is still loading data and building the model
+        st.caption("Starting: loading the data and building the model…")
+    elif state == RunState.RUNNING:
         st.progress(prog.batch_fraction, text=f"Batch {prog.batch} of {prog.batches}")
     if history.empty:
         st.info("Waiting for the first epoch to finish…" if state.active else "No epochs ran.")

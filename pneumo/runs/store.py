@@ -24,6 +24,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import secrets
 import shutil
 import tempfile
@@ -41,6 +42,9 @@ from pneumo.paths import runs_dir
 from pneumo.training.config import TrainConfig
 
 PREDICTION_COLUMNS = ["split", "id", "label", "prob", "patient"]
+_LOG_NOISE = re.compile(r"cuInit|cudart_stub|Unable to register cu(DNN|FFT|BLAS)|oneDNN custom operations|"
+                        r"TensorFlow binary is optimized|rebuild TensorFlow with|computation_placer|"
+                        r"All log messages before absl::InitializeLog")
 
 
 class RunState(StrEnum):
@@ -221,13 +225,16 @@ class Run:
         return None
 
     def log_tail(self, lines: int = 30) -> str:
+        """The log's last lines as a class should read them: TensorFlow's start-up chatter about
+        CUDA and CPU instructions left out (on a CPU machine "failed call to cuInit" alarms people
+        for nothing; the run's device is in its status). log.txt itself keeps every line."""
         try:
             with open(self.file("log.txt"), "rb") as f:
                 f.seek(max(0, f.seek(0, os.SEEK_END) - 64_000))
                 text = f.read().decode(errors="replace")
         except FileNotFoundError:
             return ""
-        return "\n".join(text.splitlines()[-lines:])
+        return "\n".join([line for line in text.splitlines() if not _LOG_NOISE.search(line)][-lines:])
 
 
 class RunStore:

@@ -40,7 +40,9 @@ def run_training(run: Run, verbose: int = 2) -> RunState:
     """Train ``run`` (resuming from its checkpoint if it has one); return its final state."""
     config = run.config()
     dev = device.describe()
-    run.update_status(state=RunState.RUNNING, pid=os.getpid(), device=dev, started=time.time(), error=None, ended=None)
+    # The queue stamped "started" when it spawned this process: keep it, or the elapsed time jumps back.
+    started = run.status().get("started") or time.time()
+    run.update_status(state=RunState.RUNNING, pid=os.getpid(), device=dev, started=started, error=None, ended=None)
     try:
         state, note = _train(run, config, dev, verbose)
     except (TrainingError, models.WeightsUnavailable, DatasetError) as exc:
