@@ -18,6 +18,7 @@ from pneumo.evaluation import evaluate, metrics
 from pneumo.evaluation.evaluate import ThresholdFree, ThresholdRule, on_split
 from pneumo.runs.store import Run, RunStore
 from ui.common import file_stamp, run_image_set, run_labels
+from ui.identity import current_user
 
 ERRORS_SHOWN = 12
 
@@ -60,25 +61,38 @@ def threshold_rule() -> tuple[str, ThresholdRule]:
 
 
 def _remembered() -> dict[str, float]:
-    """Thresholds per run id, kept for the session: the Predict page decides with them."""
+    """Thresholds per run id chosen in this session (the Predict page decides with them); a run's
+    owner and the teacher also save theirs with the run, for every browser."""
     return st.session_state.setdefault("thresholds", {})
 
 
+def _starting_threshold(run: Run) -> float:
+    saved = run.threshold()
+    return _remembered().get(run.id, saved["value"] if saved else 0.5)
+
+
 def threshold_for(run: Run, rule: ThresholdRule) -> float:
-    """A run's threshold under ``rule``; a manual one is the run's remembered value."""
-    return replace(rule, manual=_remembered().get(run.id, 0.5)).threshold(predictions(run))
+    """A run's threshold under ``rule``; a manual one is the run's remembered or saved value."""
+    return replace(rule, manual=_starting_threshold(run)).threshold(predictions(run))
 
 
 def choose_threshold(run: Run, rule: ThresholdRule, split: str) -> float:
     """The slider (manual) or the strategy's threshold, said in words; remembered for Predict."""
     if rule.strategy == "manual":
         threshold = st.slider("Decision threshold (probability of pneumonia)", 0.0, 1.0,
-                              float(_remembered().get(run.id, 0.5)), 0.01, key=f"ev_thr_{run.id}")
+                              float(_starting_threshold(run)), 0.01, key=f"ev_thr_{run.id}")
     else:
         threshold = threshold_for(run, rule)
         st.markdown(f"Threshold **{threshold:.3f}**, chosen by *{rule.strategy}* on the validation split and applied "
                     f"to {split}.")
     _remembered()[run.id] = threshold
+    user, saved = current_user(), run.threshold()
+    if user is not None and user.may_manage(run.owner) and (saved is None or saved["value"] != threshold):
+        try:
+            run.save_threshold(threshold, rule.strategy, by=user)
+        except OSError:
+            st.caption("This threshold could not be saved with the run (a read-only runs folder): it holds for "
+                       "this browser only.")
     return threshold
 
 

@@ -105,9 +105,12 @@ def _choose_run() -> ModelChoice | None:
     if isinstance(predictor, str):
         st.error(f"The model of run **{plain(run.name)}** cannot be loaded: {plain(predictor)}")
         return None
-    chosen = st.session_state.get("thresholds", {}).get(run.id)
-    note = ("chosen on the Evaluate page" if chosen is not None else
-            "the default: no threshold was chosen for this run on the Evaluate page")
+    chosen, saved = st.session_state.get("thresholds", {}).get(run.id), run.threshold()
+    if chosen is None and saved is not None:
+        chosen, note = saved["value"], f"saved with the run ({saved['rule']}, on the Evaluate page)"
+    else:
+        note = ("chosen on the Evaluate page" if chosen is not None else
+                "the default: no threshold was chosen for this run on the Evaluate page")
     image_set = _run_image_set(run)
     spec = run.config().dataset
     return ModelChoice(predictor, f"run:{run.id}:{path.stat().st_mtime}", 0.5 if chosen is None else chosen, note,
@@ -240,7 +243,7 @@ def prediction(choice: ModelChoice, film: Radiograph) -> float:
                      caption=f"Known lesion: {_lesion_source(choice)}")
     with right:
         st.metric("Probability of pneumonia", f"{probability:.1%}")
-        st.markdown(f"Decision: **{decision}** at threshold {choice.threshold:.2f} ({choice.threshold_note}).")
+        st.markdown(f"Decision: **{decision}** at threshold {choice.threshold:.3f} ({choice.threshold_note}).")
         if film.label is not None:
             truth = "PNEUMONIA" if film.label else "NORMAL"
             st.markdown(f"Ground truth: **{truth}**: the decision is {'correct' if truth == decision else 'wrong'}.")
@@ -301,16 +304,29 @@ def _faithfulness(model_key: str, film_key: str, method: str, layer: str, _predi
     return result
 
 
+def _kept(key: str, default: object) -> str:
+    """``key`` for a widget whose value outlives the reruns it is not drawn in (Streamlit forgets
+    a widget's value when a rerun skips it: switching to an upload with no file yet, say)."""
+    st.session_state[key] = st.session_state.get(f"{key}_kept", default)
+    return key
+
+
+def _keep(key: str) -> None:
+    st.session_state[f"{key}_kept"] = st.session_state[key]
+
+
 def saliency_maps(choice: ModelChoice, film: Radiograph, probability: float) -> None:
     """The chosen methods side by side over the film, each scored against a known lesion."""
     st.subheader("Saliency")
     predictor = choice.predictor
     methods = st.pills("Methods (several are shown side by side)", METHODS, selection_mode="multi",
-                       default=["Grad-CAM"], key="pr_methods",
+                       key=_kept("pr_methods", ["Grad-CAM"]), on_change=_keep, args=("pr_methods",),
                        help=" ".join(f"**{m}**: {METHOD_HELP[m]}" for m in METHODS))
     opacity_column, colour_column, layer_column = st.columns([2, 1, 3])
-    opacity = opacity_column.slider("Opacity", 0.0, 1.0, 0.5, 0.05, key="pr_opacity")
-    colormap = colour_column.selectbox("Colours", COLORMAPS, key="pr_colormap")
+    opacity = opacity_column.slider("Opacity", 0.0, 1.0, step=0.05, key=_kept("pr_opacity", 0.5), on_change=_keep,
+                                    args=("pr_opacity",))
+    colormap = colour_column.selectbox("Colours", COLORMAPS, key=_kept("pr_colormap", COLORMAPS[0]),
+                                       on_change=_keep, args=("pr_colormap",))
     detected = predictor.detected
     auto = f"auto: {predictor.layer_title(detected.default_target)}"
     layer = layer_column.selectbox(

@@ -12,6 +12,7 @@ A run folder holds everything the pages need and everything needed to reproduce 
     backup/           Keras BackupAndRestore checkpoint, for resuming a killed run
     tensorboard/      TensorBoard logs
     predictions.csv   split,id,label,prob,patient for every val and test image
+    threshold.json    the decision threshold last chosen for it on the Evaluate page, and how
     familiarity.npz   where the training films lie in the model's features (pneumo.explain.familiarity)
 
 JSON files are replaced atomically (temp file + rename); CSV rows are appended one whole
@@ -183,6 +184,19 @@ class Run:
         """Forbidden unless ``user`` may ``action`` (stop, resume, rename, delete) this run."""
         if not user.may_manage(self.owner):
             raise Forbidden(f"Only {owner_name(self.owner)} or the teacher may {action} this run.")
+
+    def threshold(self) -> dict | None:
+        """The saved decision threshold: {"value", "rule", "by"}; None when none was chosen."""
+        try:
+            saved = json.loads(self.file("threshold.json").read_text())
+            return saved if isinstance(saved, dict) and 0.0 <= float(saved["value"]) <= 1.0 else None
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def save_threshold(self, value: float, rule: str, by: User) -> None:
+        """Keep the threshold chosen for this run, so every page and every browser decides with it."""
+        self.require(by, "set the threshold of")
+        write_json(self.file("threshold.json"), {"value": float(value), "rule": rule, "by": by.id, "at": time.time()})
 
     def disk_bytes(self) -> int:
         return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())

@@ -85,3 +85,13 @@ def test_runs_with_the_same_name_are_both_compared() -> None:
     at.multiselect[0].set_value([a.id, b.id]).run()
     assert not at.exception
     assert len(at.dataframe[1].value) == 2
+
+
+def test_the_threshold_is_saved_with_the_run_for_every_browser() -> None:
+    """A new browser (a fresh AppTest) starts at the threshold chosen before, not at 0.50."""
+    run = _run_with_predictions("saved threshold", 0.15, 0)
+    at = page_app("evaluate").run()
+    at.slider(key=f"ev_thr_{run.id}").set_value(0.37).run()
+    assert not at.exception and run.threshold()["value"] == 0.37 and run.threshold()["by"] == "local"
+    fresh = page_app("evaluate").run()
+    assert fresh.slider(key=f"ev_thr_{run.id}").value == 0.37
