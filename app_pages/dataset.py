@@ -31,6 +31,6 @@ with patients:
 with images:
     dataset.images(image_set)
 with leakage:
-    dataset.leakage(image_set.records, split)
+    dataset.leakage(image_set, split)
 with gallery:
     dataset.gallery(image_set, split)

@@ -59,10 +59,14 @@ def size_scatter(records: pd.DataFrame) -> go.Figure:
 
 
 def intensity_lines(histograms: dict[str, np.ndarray]) -> go.Figure:
+    """Grey levels 1-255 per class. Level 0 (black borders and labels outside the body, a spike
+    that flattens everything else on real films) is left out and its share given per class."""
     fig = go.Figure()
     for cls, hist in histograms.items():
-        fig.add_scatter(x=np.arange(256), y=100 * hist, name=cls, mode="lines", line=dict(color=CLASS_COLORS[cls]))
-    fig.update_layout(title="Pixel intensity per class", xaxis_title="grey level", yaxis_title="% of pixels", **_LAYOUT)
+        fig.add_scatter(x=np.arange(1, 256), y=100 * hist[1:], mode="lines", line=dict(color=CLASS_COLORS[cls]),
+                        name=f"{cls} (black, level 0: {100 * hist[0]:.1f} %)")
+    fig.update_layout(title="Pixel intensity per class (black left out)", xaxis_title="grey level",
+                      yaxis_title="% of pixels", **_LAYOUT)
     return fig
 
 

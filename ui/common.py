@@ -90,9 +90,12 @@ def dataset_picker() -> DatasetChoice:
         elif kind == "CSV":
             spec = _csv_picker()
         elif kind == "PneumoniaMNIST":
-            st.selectbox("Size (px)", mnist.SIZES, key="ds_mnist_size")
+            local = bool(st.session_state.get("ds_npz", "").strip())
+            st.selectbox("Size (px)", mnist.SIZES, key="ds_mnist_size", disabled=local,
+                         help="Of the download. A local file is read at its own size." if local else "Of the download.")
             npz = st.text_input("…or a local .npz file", key="ds_npz",
-                                help="Use this when the download is not possible (offline).")
+                                help="Use this when the download is not possible (offline); it is read at its own "
+                                     "size, then decoded at the working image size.")
             spec = npz.strip() or f"pneumoniamnist:{st.session_state.ds_mnist_size}"
         else:
             spec = "synthetic"

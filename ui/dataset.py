@@ -12,6 +12,7 @@ import streamlit as st
 from pneumo import charts
 from pneumo.data import splits, stats
 from pneumo.data.imaging import outline
+from pneumo.data.naming import NORMAL, UNKNOWN
 from pneumo.data.sources import CLASSES, SPLITS, ImageSet
 from pneumo.training.pipeline import class_weights
 from ui.common import DatasetChoice, plain
@@ -136,13 +137,15 @@ def images(image_set: ImageSet) -> None:
     st.plotly_chart(charts.mean_image_panel(figures["means"]), width="stretch")
 
 
-def leakage(records: pd.DataFrame, split: pd.Series) -> None:
+def leakage(image_set: ImageSet, split: pd.Series) -> None:
     """Patients and identical images found in more than one split."""
-    report = splits.leakage(records, split)
-    if report.patients.empty:
+    report = splits.leakage(image_set.records, split)
+    if not image_set.has_patients:
+        st.info("This source has no patient ids: leakage of a patient between splits cannot be checked.")
+    elif report.patients.empty:
         st.success("No patient appears in two splits.")
     else:
-        st.warning(f"{len(report.patients)} patient id(s) (read from file names) appear in more than one split: "
+        st.warning(f"{len(report.patients)} patient id(s) appear in more than one split: "
                    "a model tested on them may have seen the same patient in training, so scores on those "
                    "splits can be optimistic.")
         st.dataframe(report.patients, hide_index=True, width="stretch")
@@ -159,7 +162,9 @@ def gallery(image_set: ImageSet, split: pd.Series) -> None:
     f1, f2, f3 = st.columns(3)
     pick_split = f1.selectbox("Split", [s for s in SPLITS if (split == s).any()], key="gallery_split")
     pick_class = f2.selectbox("Class", ["any", *CLASSES], key="gallery_class")
-    pick_subtype = f3.selectbox("Subtype", ["any", *sorted(records["subtype"].unique())], key="gallery_subtype")
+    subtypes = sorted(set(records["subtype"]) - {""})
+    known = set(subtypes) - {NORMAL, UNKNOWN}  # PneumoniaMNIST knows none: no filter to offer
+    pick_subtype = f3.selectbox("Subtype", ["any", *subtypes], key="gallery_subtype") if known else "any"
     if st.button("Another sample", icon=":material/shuffle:"):
         st.session_state["gallery_seed"] = st.session_state.get("gallery_seed", 0) + 1
     shown, matching = stats.sample(records, split, pick_split, GALLERY_SIZE, st.session_state.get("gallery_seed", 0),
@@ -172,7 +177,8 @@ def gallery(image_set: ImageSet, split: pd.Series) -> None:
         picture = np.asarray(image_set.images[i])
         if image_set.masks is not None and np.asarray(image_set.masks[i]).any():  # a known lesion, outlined
             picture = outline(picture, np.asarray(image_set.masks[i]))
-        cols[n % GALLERY_COLUMNS].image(picture, caption=plain(f"{row['cls']} · {row['patient']}"), width="stretch")
+        who = f" · {row['patient']}" if image_set.has_patients else ""
+        cols[n % GALLERY_COLUMNS].image(picture, caption=plain(f"{row['cls']}{who}"), width="stretch")
     if image_set.masks is not None:
         st.caption("Outlined in green: " + ("the drawn lesion." if image_set.synthetic else
                                             "the radiologists' boxes."))
