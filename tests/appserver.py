@@ -56,7 +56,11 @@ CHROMIUM = "/usr/bin/chromium"
 
 
 def launch_chromium(playwright):
-    """Headless Debian Chromium as every browser test and bench drives it."""
+    """Headless Debian Chromium as every browser test and bench drives it. Assertions wait up to a
+    minute (Playwright's default is 5 s): on a busy 2-core CI machine a rerun can take that long."""
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=60_000)
     return playwright.chromium.launch(executable_path=CHROMIUM, args=[
         "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"])

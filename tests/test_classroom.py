@@ -63,7 +63,7 @@ def _settle(page, text: str) -> None:
 def _arrive(browser, url: str, name: str, passcode: str = ""):
     """A new browser (its own session) that types its name, and the passcode if given."""
     page = browser.new_context(viewport={"width": 1400, "height": 1400}).new_page()
-    page.goto(url)
+    page.goto(url, timeout=120_000)  # a busy CI machine: a first draw can take longer than 30 s
     _settle(page, "Images per split and class")
     expect(page.get_by_text("Type a name first")).to_be_visible()
     field = page.get_by_role("textbox", name="Your name")
@@ -156,7 +156,7 @@ def test_a_deep_link_on_a_fresh_server_shows_the_navigation(browser) -> None:
     env.pop("PNEUMO_TEACHER_PASSCODE", None)
     with streamlit_server(ROOT / "streamlit_app.py", env) as fresh:
         page = browser.new_page()
-        page.goto(f"{fresh}/predict")
+        page.goto(f"{fresh}/predict", timeout=120_000)
         _settle(page, "Predict")
         for name in ("Dataset", "Train", "Evaluate", "Predict"):
             expect(page.get_by_role("link", name=name)).to_be_visible()

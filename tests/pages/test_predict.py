@@ -61,7 +61,7 @@ def test_run_model_on_an_example_with_the_evaluate_threshold(run: Run, trained_c
     expected = Predictor(load_file(trained_cnn)).probability(images.images[i])
     assert _probability(at) == pytest.approx(expected, abs=0.0006)
     decision = "PNEUMONIA" if expected >= 0.3 else "NORMAL"
-    assert any(f"Decision: **{decision}** at threshold 0.30 (chosen on the Evaluate page)" in m.value
+    assert any(f"Decision: **{decision}** at threshold 0.300 (chosen on the Evaluate page)" in m.value
                for m in at.markdown)
     assert any("of the map lies on it" in c.value for c in at.caption)  # the lesion is known: scored
     assert "Grad-CAM" in [img.caption for img in _images(at)]
