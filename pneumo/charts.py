@@ -39,7 +39,7 @@ def box_share_histogram(shares: pd.DataFrame) -> go.Figure:
     """How much of a film the radiologists' boxes cover, over the films that have boxes."""
     fig = px.histogram(shares.assign(percent=100 * shares["share"]), x="percent", nbins=30,
                        color_discrete_sequence=[CLASS_COLORS["PNEUMONIA"]],
-                       title="Share of the film inside the radiologists' boxes")
+                       title="Boxes' share of the film")
     return fig.update_layout(xaxis_title="% of the film", yaxis_title="films", **_LAYOUT)
 
 

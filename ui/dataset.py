@@ -110,10 +110,13 @@ def radiology(image_set: ImageSet) -> None:
     if records["subtype"].astype(bool).any():
         st.dataframe(stats.by_class(records, "subtype"), width="stretch")
     left, right = st.columns(2)
-    for column, title, place in (("view", "View position per class (AP: lying, sicker patients)", left),
+    for column, title, place in (("view", "View position per class", left),
                                  ("sex", "Sex per class", right)):
         if records[column].astype(bool).any():
             place.plotly_chart(charts.class_bars(stats.by_class(records, column), title), width="stretch")
+    if records["view"].astype(bool).any():
+        st.caption("AP films are taken of sicker patients lying in bed, PA films standing: a model can learn the "
+                   "view instead of the lungs.")
     if records["age"].astype(bool).any():
         st.plotly_chart(charts.age_by_class(records), width="stretch")
 
