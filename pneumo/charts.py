@@ -13,6 +13,9 @@ from pneumo.data.sources import CLASSES
 from pneumo.evaluation.evaluate import AtThreshold, ThresholdFree
 
 CLASS_COLORS = {"NORMAL": "#1f77b4", "PNEUMONIA": "#ff7f0e"}
+# Runs: one colour each, the n-th run of a chart always the n-th colour (Plotly's own choice counts
+# every trace, so a grey "chance" line first shifted every run by one on ROC but not on PR).
+RUN_COLORS = px.colors.qualitative.Dark24
 _LAYOUT = dict(margin=dict(l=10, r=10, t=40, b=10), legend_title_text="")
 # For charts in narrow columns: the legend under the plot, so the plot keeps its width.
 _BOTTOM_LEGEND = dict(margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", yanchor="top", y=-0.25))
@@ -138,9 +141,10 @@ def learning_rate(batches: pd.DataFrame) -> go.Figure:
 def compare_runs(histories: dict[str, pd.DataFrame], column: str) -> go.Figure:
     """One line per run, same axes, one colour per run."""
     fig = go.Figure()
-    for name, history in histories.items():
+    for n, (name, history) in enumerate(histories.items()):
         if column in history:
-            fig.add_scatter(x=history["epoch"], y=history[column], name=_text(name), mode="lines+markers")
+            fig.add_scatter(x=history["epoch"], y=history[column], name=_text(name), mode="lines+markers",
+                            line=dict(color=RUN_COLORS[n % len(RUN_COLORS)]))
     label = column.replace("val_", "validation ").replace("auc", "AUC")
     fig.update_layout(title=f"{label} per epoch", xaxis_title="epoch", yaxis_title=label, **_LAYOUT)
     longest = max((len(h) for h in histories.values()), default=0)
@@ -210,8 +214,9 @@ def precision_recall(curves: dict[str, tuple[np.ndarray, np.ndarray, float]],
 def _curves(fig: go.Figure, curves: dict[str, tuple[np.ndarray, np.ndarray, float]], area: str,
             point: tuple[float, float] | None, title: str, x_title: str, y_title: str) -> go.Figure:
     """One line per run, labelled with its area under the curve, and the operating point as a red x."""
-    for name, (x, y, value) in curves.items():
-        fig.add_scatter(x=x, y=y, mode="lines", name=f"{_text(name)} ({area} {value:.3f})")
+    for n, (name, (x, y, value)) in enumerate(curves.items()):
+        fig.add_scatter(x=x, y=y, mode="lines", name=f"{_text(name)} ({area} {value:.3f})",
+                        line=dict(color=RUN_COLORS[n % len(RUN_COLORS)]))
     if point is not None:
         fig.add_scatter(x=[point[0]], y=[point[1]], mode="markers", name="threshold",
                         marker=dict(size=13, color="red", symbol="x"))

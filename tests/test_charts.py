@@ -25,3 +25,17 @@ def test_run_names_with_tags_stay_text_in_legends() -> None:
               charts.roc({name: (np.array([0, 1]), np.array([0, 1]), 0.5)}).data[1]]
     for trace in traces:
         assert "<a" not in trace.name and "<b>" not in trace.name and "&lt;a href" in trace.name
+
+
+def test_a_run_has_the_same_colour_on_every_chart() -> None:
+    curve = (np.array([0.0, 1.0]), np.array([0.0, 1.0]), 0.5)
+    history = pd.DataFrame({"epoch": [1, 2], "val_auc": [0.5, 0.6]})
+    runs = ["first", "second"]
+    roc = charts.roc(dict.fromkeys(runs, curve))  # a grey chance line comes first here
+    pr = charts.precision_recall(dict.fromkeys(runs, curve))
+    epochs = charts.compare_runs(dict.fromkeys(runs, history), "val_auc")
+
+    def colours(fig) -> list[str]:
+        return [t.line.color for t in fig.data if t.name.split(" (")[0] in runs]
+
+    assert colours(roc) == colours(pr) == colours(epochs) and len(set(colours(roc))) == 2
