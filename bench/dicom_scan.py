@@ -7,16 +7,19 @@ about 4 GB) and only 16 of them ship with the project (``../shared/data/rsna_sam
 scan of a real download cannot be timed here. This bench times what can be: the 16 real files,
 then a generated RSNA-layout folder of FILES DICOMs (byte copies of the 16 under new patientIds,
 with their official label and class rows), scanned by ``cache.load(RsnaSource(...))`` cold (a fresh
-PNEUMO_CACHE) and warm (reloaded from that cache), at FILES / 3 and at FILES. Each load runs in a
-child process of its own, so the peak memory printed is that load's. The decoded images go
+PNEUMO_CACHE) at FILES / 3 and at FILES, and warm (reloaded from that cache, best of 3) at FILES.
+Each load runs in a child process of its own, so the peak memory printed is that load's. The decoded images go
 straight into a memory-mapped file, so the process's own (anonymous) memory must not grow by
 anything near 224 x 224 bytes per film; its RSS does, as RSS counts the pages of that file that
 are resident (page cache, written back and reclaimable by the kernel). The full set is
-extrapolated from the rates measured at FILES. One more cold load, at FILES / 3 with the build's
-thread pool cut to one worker, says whether the threads help.
+extrapolated linearly from each row's time per film ("full cold", "full warm"). Cold loads of
+FILES with the build's thread pool cut to one worker say whether the threads help; the pool's and
+the one worker's loads of FILES alternate, twice, and the faster of each is kept ("cores": CPU
+time over wall time, all threads).
 
-Baseline, same run: only reading the bytes of the FILES files, one after another, no decode.
-The files were just written, so they are read from the OS page cache, as in the other benches.
+Baseline, same run: only reading the bytes of the FILES files, one after another, no decode
+("x read": a row's time per film over the baseline's). The files were just written, so they are
+read from the OS page cache, as in the other benches; 4 GB from a disk would add its read time.
 A second table splits one film's read + decode + resize into its stages (the fastest of 5 runs
 per film).
 Goals on a 2-core machine, full set: cold <= 10 min, warm <= 5 s.
@@ -66,6 +69,7 @@ class Load:
 
     files: int
     seconds: float
+    cores: float  # CPU seconds (all threads) over wall seconds: how many cores the load kept busy
     peak_rss_mb: float  # ru_maxrss: every page the process had resident, the memory map's included
     peak_anon_mb: float  # RssAnon sampled every 10 ms: memory that is the process's own (not file pages)
 
@@ -138,16 +142,24 @@ def _timed_load(root: str, cache_root: str, size: int, repeats: int, one_worker:
     stop, peak = threading.Event(), [0]
     sampler = threading.Thread(target=_peak_anon, args=(stop, peak), daemon=True)
     sampler.start()
-    times = []
+    times, cpu = [], []
     for _ in range(repeats):
+        cpu.append(_cpu_seconds())
         start = time.perf_counter()
         image_set = cache.load(RsnaSource(Path(root)), size)
         image_set.images[-1].sum()  # touch the data so a lazy load is not free
         times.append(time.perf_counter() - start)
+        cpu[-1] = _cpu_seconds() - cpu[-1]
     stop.set()
     sampler.join()
-    return Load(len(image_set.records), min(times), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                peak[0] / 1024)
+    fastest = times.index(min(times))
+    return Load(len(image_set.records), times[fastest], cpu[fastest] / times[fastest],
+                resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, peak[0] / 1024)
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def in_child(root: Path, cache_root: Path, size: int, repeats: int = 1, one_worker: bool = False) -> Load:
@@ -162,9 +174,9 @@ def cold_and_warm(root: Path, size: int) -> tuple[Load, Load]:
     return cold, warm
 
 
-def cold_one_worker(root: Path, size: int) -> Load:
+def cold_load(root: Path, size: int, one_worker: bool = False) -> Load:
     with tempfile.TemporaryDirectory(prefix="pneumo-cache-") as cache_root:
-        return in_child(root, Path(cache_root), size, one_worker=True)
+        return in_child(root, Path(cache_root), size, one_worker=one_worker)
 
 
 def sample_cold_load(sample: Path, size: int) -> float:
@@ -180,7 +192,7 @@ def sample_cold_load(sample: Path, size: int) -> float:
 
 
 STAGES = ("read bytes", "pydicom parse (dcmread)", "JPEG decode, full size (ds.pixel_array)",
-          "rest of radiograph.read (LUTs, float64 min-max to uint8)", "resize to size (PIL bilinear)",
+          "rest of radiograph.read (LUTs, min-max stretch to uint8)", "resize to size (PIL bilinear)",
           "all of it, as RsnaSource.build does")
 
 
@@ -219,36 +231,42 @@ def main() -> None:
         full, small = Path(tmp) / "full", Path(tmp) / "third"
         make_rsna_set(args.sample, full, args.files)
         make_rsna_set(args.sample, small, third)
+        os.sync()  # the copies' writeback must not land in a timed load
         quiet = wait_for_quiet()
         per_film = dict(zip(STAGES, np.mean([film_stages(p, args.size) for p in sample_paths], axis=0), strict=True))
         sample_cold = sample_cold_load(args.sample, args.size)
         baseline = read_bytes_only(sorted((full / IMAGES).iterdir()))
-        loads = [cold_and_warm(small, args.size), cold_and_warm(full, args.size)]
-        serial = cold_one_worker(small, args.size)
+        small_cold = cold_load(small, args.size)
+        pooled, serials = [], []
+        for _ in range(2):  # alternated: a neighbour's burst should not fall on one side only
+            pooled.append(cold_and_warm(full, args.size))
+            serials.append(cold_load(full, args.size, one_worker=True))
+        big_cold, big_warm = min(pooled, key=lambda loads: loads[0].seconds)
+        serial = min(serials, key=lambda load: load.seconds)
         end_load = os.getloadavg()[0]
 
     cpus = os.cpu_count()
     n, read_per_file = args.files, baseline / args.files
 
-    def row(name: str, files: int, cold: float, warm: Load | None = None, peak: Load | None = None,
+    def row(name: str, files: int, seconds: float, cold: Load | None = None, warm: Load | None = None,
             extrapolate: bool = True) -> str:
-        text = f"{name:<34}{files:>7,}{cold:>9.2f}{files / cold:>9,.0f}{cold / files / read_per_file:>8.0f}"
-        text += f"{warm.seconds:>8.2f}" if warm else f"{'':>8}"
-        text += f"{peak.peak_rss_mb:>10,.0f}{peak.peak_anon_mb:>11,.0f}" if peak else f"{'':>21}"
-        if not extrapolate:  # 16 films cannot outweigh the fixed cost (two reads of 30,227 label rows)
-            return text
-        text += f"{FULL_SET * cold / files / 60:>11.1f}"
-        return text + (f"{FULL_SET * warm.seconds / warm.files:>11.1f}" if warm else "")
+        cores = f"{cold.cores:.2f}" if cold else ""
+        rss, anon = (f"{cold.peak_rss_mb:,.0f}", f"{cold.peak_anon_mb:,.0f}") if cold else ("", "")
+        warm_s, full_warm = (f"{warm.seconds:.2f}", f"{FULL_SET * warm.seconds / warm.files:.1f}") if warm else ("", "")
+        full_cold = f"{FULL_SET * seconds / files / 60:.1f}" if extrapolate else ""
+        return (f"{name:<34}{files:>7,}{seconds:>9.2f}{files / seconds:>9,.0f}{seconds / files / read_per_file:>8.0f}"
+                f"{cores:>7}{warm_s:>8}{rss:>10}{anon:>11}{full_cold:>11}{full_warm:>11}").rstrip()
 
     print(f"RSNA-layout scan at {args.size} px, {cpus} CPU(s), {quiet}, load {end_load:.1f} at the end")
-    print(f"{'':<34}{'files':>7}{'cold s':>9}{'files/s':>9}{'x read':>8}{'warm s':>8}{'peak RSS':>10}"
+    print(f"{'':<34}{'files':>7}{'cold s':>9}{'files/s':>9}{'x read':>8}{'cores':>7}{'warm s':>8}{'peak RSS':>10}"
           f"{'of it anon':>11}{'full cold':>11}{'full warm':>11}")
-    print(f"{'':<34}{'':>7}{'':>9}{'':>9}{'':>8}{'':>8}{'MB':>10}{'MB':>11}{'min':>11}{'s':>11}")
+    print(f"{'':<34}{'':>7}{'':>9}{'':>9}{'':>8}{'':>7}{'':>8}{'MB':>10}{'MB':>11}{'min':>11}{'s':>11}")
     print(row("read bytes only (baseline)", n, baseline))
+    # 16 films cannot outweigh the fixed cost (30,227 label rows read twice): no extrapolation from them
     print(row(f"sample cache.load (best of {REPEATS})", len(sample_paths), sample_cold, extrapolate=False))
-    for cold, warm in loads:
-        print(row("generated set, cache.load", cold.files, cold.seconds, warm, cold))
-    print(row("generated set, one worker thread", serial.files, serial.seconds, peak=serial))
+    print(row("generated set, cache.load", small_cold.files, small_cold.seconds, small_cold))
+    print(row("generated set, cache.load", big_cold.files, big_cold.seconds, big_cold, big_warm))
+    print(row("generated set, one worker thread", serial.files, serial.seconds, serial))
 
     single = per_film[STAGES[-1]]
     print(f"\nOne film, one thread (mean of the {len(sample_paths)} real films, fastest of {REPEATS} runs each):")
@@ -256,13 +274,12 @@ def main() -> None:
     for name, seconds in per_film.items():
         print(f"{name:<58}{seconds * 1000:>9.1f}{seconds / single:>8.0%}")
 
-    (small_cold, _), (big_cold, big_warm) = loads
     grown = big_cold.peak_rss_mb - small_cold.peak_rss_mb
     held = (big_cold.files - small_cold.files) * args.size**2 / 2**20
     grown_anon = big_cold.peak_anon_mb - small_cold.peak_anon_mb
     workers = min(8, (cpus or 1) + 1)  # as RsnaSource.build sizes its pool
-    print(f"\nthread pool, {small_cold.files:,} films: {workers} workers {small_cold.seconds:.1f} s, one worker "
-          f"{serial.seconds:.1f} s ({serial.seconds / small_cold.seconds:.2f}x faster with the pool on {cpus} CPU(s))")
+    print(f"\nthread pool, {big_cold.files:,} films: {workers} workers {big_cold.seconds:.1f} s, one worker "
+          f"{serial.seconds:.1f} s ({serial.seconds / big_cold.seconds:.2f}x faster with the pool on {cpus} CPU(s))")
     print(f"peak memory, {small_cold.files:,} -> {big_cold.files:,} films: RSS {grown:+,.0f} MB, anonymous "
           f"{grown_anon:+,.0f} MB; the images themselves would be {held:+,.0f} MB if held in RAM")
     full_cold = FULL_SET * big_cold.seconds / big_cold.files / 60
