@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
+import pytest
+
 from tests.conftest import ROOT
 
 
@@ -53,6 +55,18 @@ def wait_until_drawn(page, text: str, timeout_ms: int = 120_000) -> None:
 
 
 CHROMIUM = "/usr/bin/chromium"
+# Every browser test file's marks: slow, and skipped where the system Chromium is missing.
+BROWSER_MARKS = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Chromium is not installed (apt install chromium)"),
+]
+
+
+def settle(page, text: str) -> None:
+    """Wait for ``text`` on screen and for the script to finish running; no exception shown."""
+    wait_until_drawn(page, text)
+    assert page.locator('[data-testid="stException"]').count() == 0, page.inner_text("body")[:2000]
 
 
 def launch_chromium(playwright):

@@ -23,15 +23,11 @@ from pneumo.runs.store import Run, RunState, RunStore, append_row
 from pneumo.training.callbacks import HISTORY_COLUMNS
 from pneumo.training.config import TrainConfig
 from tests import films
-from tests.appserver import CHROMIUM, ROOT, launch_chromium, streamlit_server, wait_until_drawn
+from tests.appserver import BROWSER_MARKS, ROOT, launch_chromium, settle, streamlit_server
 
 SHOTS = ROOT / "artifacts" / "screenshots"
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Chromium is not installed (apt install chromium)"),
-]
+pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture(scope="module")
@@ -63,23 +59,17 @@ def browser_page(browser):
     return browser.new_page(viewport={"width": 1400, "height": 2000})
 
 
-def _settle(page, text: str) -> None:
-    """Wait for ``text`` on screen and for the script to finish running; no exception shown."""
-    wait_until_drawn(page, text)
-    assert page.locator('[data-testid="stException"]').count() == 0, page.inner_text("body")[:2000]
-
-
 def test_dataset_page_renders_statistics(browser_page, app_url: str) -> None:
     page = browser_page
     page.goto(app_url)
-    _settle(page, "Images per split and class")
+    settle(page, "Images per split and class")
     assert page.get_by_text("Synthetic data").count() >= 1
     assert page.locator(".js-plotly-plot").count() >= 1
     page.screenshot(path=str(SHOTS / "dataset-balance.png"))
     for tab, text in (("Images", "Mean image per class"), ("Leakage", "No identical image"),
                       ("Gallery", "matching images")):
         page.get_by_role("tab", name=tab).click()
-        _settle(page, text)
+        settle(page, text)
         page.screenshot(path=str(SHOTS / f"dataset-{tab.lower()}.png"))
     assert page.locator('[data-testid="stImage"]').count() >= 6
 
@@ -88,11 +78,11 @@ def test_dataset_page_renders_statistics(browser_page, app_url: str) -> None:
 def test_every_page_opens_and_keeps_the_sidebar(browser_page, app_url: str, name: str) -> None:
     page = browser_page
     page.goto(app_url)
-    _settle(page, "Images per split and class")
+    settle(page, "Images per split and class")
     page.get_by_role("link", name=name).click()
     expected = {"Train": "Start training", "Evaluate": "No run has predictions yet",
                 "Predict": "No run has a saved model yet"}
-    _settle(page, expected[name])
+    settle(page, expected[name])
     assert page.get_by_role("heading", name=name).count() == 1
     assert page.get_by_text("Data set").count() >= 1  # the shared sidebar is still there
     page.screenshot(path=str(SHOTS / f"{name.lower()}.png"))
@@ -105,21 +95,21 @@ def _shot(page, step: str) -> None:
 def _open_small_dataset(page, app_url: str) -> None:
     """The app's first page with the working size set to 64 px, so training is quick."""
     page.goto(app_url)
-    _settle(page, "Images per split and class")
+    settle(page, "Images per split and class")
     page.get_by_role("combobox", name="Working image size (px)").click()
     page.get_by_role("option", name="64").click()
-    _settle(page, "Images per split and class")
+    settle(page, "Images per split and class")
     page.get_by_text("Synthetic data").first.wait_for(timeout=60_000)
-    _settle(page, "Images per split and class")
+    settle(page, "Images per split and class")
 
 
 def _open_train_form(page, epochs: int) -> None:
     page.get_by_role("link", name="Train").click()
-    _settle(page, "Start training")
+    settle(page, "Start training")
     field = page.get_by_role("spinbutton", name="Epochs", exact=True)
     field.fill(str(epochs))
     field.press("Enter")
-    _settle(page, "Start training")
+    settle(page, "Start training")
 
 
 def test_full_journey(browser_page, app_url: str) -> None:
@@ -142,18 +132,18 @@ def test_full_journey(browser_page, app_url: str) -> None:
     assert page.locator('[data-testid="stException"]').count() == 0
     _shot(page, "04-watch-finished")
     page.get_by_text("Runs", exact=True).click()
-    _settle(page, "Compare runs")
+    settle(page, "Compare runs")
     name = page.get_by_role("textbox", name="New name")
     name.fill("journey run")
     name.press("Enter")
-    _settle(page, "Compare runs")
+    settle(page, "Compare runs")
     page.get_by_role("button", name="Rename").click()
-    _settle(page, "Compare runs")
+    settle(page, "Compare runs")
     expect(page.get_by_role("combobox", name="Run", exact=True)).to_have_value("journey run")
     assert page.get_by_text("journey run").count() >= 1  # in the runs table too
     _shot(page, "05-runs")
     page.get_by_role("link", name="Evaluate").click()
-    _settle(page, "Errors")
+    settle(page, "Errors")
     _shot(page, "06-evaluate")
     before = page.locator(".js-plotly-plot").first.text_content()
     slider = page.get_by_role("slider", name="Decision threshold (probability of pneumonia)")
@@ -163,22 +153,22 @@ def test_full_journey(browser_page, app_url: str) -> None:
     deadline = time.monotonic() + 60
     while page.locator(".js-plotly-plot").first.text_content() == before and time.monotonic() < deadline:
         time.sleep(0.5)
-    _settle(page, "Errors")
+    settle(page, "Errors")
     after = page.locator(".js-plotly-plot").first.text_content()
     assert before != after, "moving the threshold must change the confusion matrix"
     _shot(page, "07-evaluate-threshold-moved")
     page.get_by_role("link", name="Predict").click()
     page.wait_for_url("**/predict")
-    _settle(page, "Download overlay (PNG)")  # an example from the run's test split, explained at once
+    settle(page, "Download overlay (PNG)")  # an example from the run's test split, explained at once
     assert page.get_by_text("chosen on the Evaluate page", exact=False).count() == 1
     assert page.get_by_text("Probability of pneumonia").count() == 1
     assert page.locator('[data-testid="stImage"]').filter(has_text="Grad-CAM").count() == 1
     _shot(page, "08-predict-example")
     page.get_by_text("Upload an image", exact=True).click()
-    _settle(page, "Chest X-ray (JPEG, PNG or DICOM)")
+    settle(page, "Chest X-ray (JPEG, PNG or DICOM)")
     page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(
         files=[{"name": "upload.jpg", "mimeType": "image/jpeg", "buffer": films.jpeg()}])
-    _settle(page, "Download overlay (PNG)")
+    settle(page, "Download overlay (PNG)")
     assert page.get_by_text("upload.jpg", exact=False).count() >= 1
     overlay = page.locator('[data-testid="stImage"]').filter(has_text="Grad-CAM")
     assert overlay.count() == 1
@@ -222,14 +212,14 @@ def test_two_sessions_start_runs_at_once_then_predict_at_once(browser, server: t
     for page in pages:
         page.get_by_role("link", name="Predict").click()
         page.wait_for_url("**/predict")
-        _settle(page, "Download overlay (PNG)")
+        settle(page, "Download overlay (PNG)")
         page.get_by_text("Upload an image", exact=True).click()
-        _settle(page, "Chest X-ray (JPEG, PNG or DICOM)")
+        settle(page, "Chest X-ray (JPEG, PNG or DICOM)")
     for page, data in zip(pages, uploads, strict=True):  # both uploads in flight together
         page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(
             files=[{"name": "film.jpg", "mimeType": "image/jpeg", "buffer": data}])
     for i, (page, expected) in enumerate(zip(pages, answers, strict=True)):
-        _settle(page, "Download overlay (PNG)")
+        settle(page, "Download overlay (PNG)")
         shown = page.locator('[data-testid="stMetricValue"]').first.inner_text()
         assert shown == expected, f"session {i + 1} shows {shown}, its film gives {expected}"
         page.screenshot(path=str(SHOTS / f"concurrent-{i + 1}-predict.png"), full_page=True)
@@ -256,9 +246,9 @@ def test_watch_follows_a_live_run(browser, server: tuple[str, Path]) -> None:
         _epoch_row(run, 1)
         page = browser.new_page(viewport={"width": 1400, "height": 1600})
         page.goto(app_url)
-        _settle(page, "Images per split and class")
+        settle(page, "Images per split and class")
         page.get_by_role("link", name="Train").click()
-        _settle(page, "Start training")
+        settle(page, "Start training")
         page.get_by_text("Watch", exact=True).click()
         page.get_by_role("combobox", name="Run", exact=True).click()
         page.get_by_role("option", name="live run · running").click()
@@ -270,7 +260,7 @@ def test_watch_follows_a_live_run(browser, server: tuple[str, Path]) -> None:
         expect(curve).not_to_have_text(one_epoch, timeout=60_000)  # the curves grew, no reload
         _epoch_row(run, 3)
         run.update_status(state=RunState.FINISHED, ended=time.time())
-        _settle(page, "finished on")  # the state change redraws the whole page: wait until it is done
+        settle(page, "finished on")  # the state change redraws the whole page: wait until it is done
         # The picker is drawn anew with the new label; the old one, still focused from the click
         # above, may linger beside it for a moment, so look for the new one by its value.
         expect(page.locator('input[aria-label="Run"][value="live run · finished"]')).to_be_visible()
@@ -297,11 +287,11 @@ def test_predict_takes_a_model_file_over_50_mb(browser, app_url: str, tmp_path: 
     assert radiograph.MAX_BYTES < path.stat().st_size < MAX_MODEL_BYTES
     page = browser.new_page(viewport={"width": 1400, "height": 1600})
     page.goto(f"{app_url}/predict")
-    _settle(page, "Predict")
+    settle(page, "Predict")
     page.get_by_text("Upload a model file", exact=True).click()
-    _settle(page, "Keras model (.keras or .h5, up to 500 MB)")
+    settle(page, "Keras model (.keras or .h5, up to 500 MB)")
     page.locator('[data-testid="stFileUploaderDropzoneInput"]').nth(0).set_input_files(str(path))
-    _settle(page, "Detected")
+    settle(page, "Detected")
     assert page.get_by_text("output: one sigmoid probability (Dense(1, sigmoid))").count() == 1
     assert page.get_by_text("cannot be used").count() == 0 and page.get_by_text("or smaller").count() == 0
     page.screenshot(path=str(SHOTS / "predict-model-over-50-mb.png"), full_page=True)

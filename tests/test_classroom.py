@@ -19,17 +19,13 @@ from playwright.sync_api import expect, sync_playwright
 from pneumo.access import class_user
 from pneumo.runs.store import RunState, RunStore
 from pneumo.training.config import TrainConfig
-from tests.appserver import CHROMIUM, ROOT, launch_chromium, streamlit_server, wait_until_drawn
+from tests.appserver import BROWSER_MARKS, ROOT, launch_chromium, settle, streamlit_server
 from ui.common import WORD_JOINER
 
 PASSCODE = "chalk-and-talk"
 HOSTILE_NAME = "[click here](https://evil.example) ![t](http://evil.example/t.png) :red[alarm]"
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Chromium is not installed (apt install chromium)"),
-]
+pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture(scope="module")
@@ -55,16 +51,11 @@ def browser(classroom: tuple[str, Path]):
         browser.close()
 
 
-def _settle(page, text: str) -> None:
-    wait_until_drawn(page, text)
-    assert page.locator('[data-testid="stException"]').count() == 0, page.inner_text("body")[:2000]
-
-
 def _arrive(browser, url: str, name: str, passcode: str = ""):
     """A new browser (its own session) that types its name, and the passcode if given."""
     page = browser.new_context(viewport={"width": 1400, "height": 1400}).new_page()
     page.goto(url, timeout=120_000)  # a busy CI machine: a first draw can take longer than 30 s
-    _settle(page, "Images per split and class")
+    settle(page, "Images per split and class")
     expect(page.get_by_text("Type a name first")).to_be_visible()
     field = page.get_by_role("textbox", name="Your name")
     field.fill(name)
@@ -80,11 +71,11 @@ def _arrive(browser, url: str, name: str, passcode: str = ""):
 
 def _watch(page, run_label: str) -> None:
     page.get_by_role("link", name="Train").click()
-    _settle(page, "Start training")
+    settle(page, "Start training")
     page.get_by_text("Watch", exact=True).click()
     page.get_by_role("combobox", name="Run", exact=True).click()
     page.get_by_role("option", name=run_label).click()
-    _settle(page, "Log (last lines)")
+    settle(page, "Log (last lines)")
 
 
 def test_students_change_only_their_own_runs_and_the_teacher_any(browser, classroom: tuple[str, Path]) -> None:
@@ -105,7 +96,7 @@ def test_students_change_only_their_own_runs_and_the_teacher_any(browser, classr
         assert HOSTILE_NAME in ben.locator('[data-testid="stMainBlockContainer"]').inner_text().replace(WORD_JOINER, "")
         assert ben.locator('a[href*="evil.example"], img[src*="evil.example"]').count() == 0
         ben.get_by_text("Runs", exact=True).click()
-        _settle(ben, "Manage a run")
+        settle(ben, "Manage a run")
         expect(ben.get_by_text("only they or the teacher can rename or delete it")).to_be_visible()
         assert ben.get_by_role("button", name="Delete…").count() == 0
         assert ben.locator('a[href*="evil.example"], img[src*="evil.example"]').count() == 0
@@ -144,7 +135,7 @@ def test_a_folder_outside_the_data_roots_gets_one_answer(browser, classroom: tup
         field = page.get_by_role("textbox", name="Folder path")
         field.fill(path)
         field.press("Enter")
-        _settle(page, "only reads files under")
+        settle(page, "only reads files under")
         answers.append(page.locator('[data-testid="stAlert"]').first.inner_text())
     assert answers[0] == answers[1]
 
@@ -157,7 +148,7 @@ def test_a_deep_link_on_a_fresh_server_shows_the_navigation(browser) -> None:
     with streamlit_server(ROOT / "streamlit_app.py", env) as fresh:
         page = browser.new_page()
         page.goto(f"{fresh}/predict", timeout=120_000)
-        _settle(page, "Predict")
+        settle(page, "Predict")
         for name in ("Dataset", "Train", "Evaluate", "Predict"):
             expect(page.get_by_role("link", name=name)).to_be_visible()
         expect(page.get_by_text("Solo mode")).to_be_visible()

@@ -16,14 +16,13 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import IO
 from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import Browser, Locator, Page, Route, expect, sync_playwright
 
-from tests.appserver import CHROMIUM, ROOT, launch_chromium, streamlit_server, wait_until_drawn
+from tests.appserver import BROWSER_MARKS, ROOT, launch_chromium, streamlit_server, wait_until_drawn
 from ui.common import WORD_JOINER
 
 OIDC = ROOT / "tests" / "oidc"
@@ -34,9 +33,7 @@ PROMPT = "This server asks you to log in"
 TIMEOUT_MS = 120_000  # for every wait: redirects and first draws are slow on a busy CI machine
 
 pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Chromium is not installed (apt install chromium)"),
+    *BROWSER_MARKS,
     pytest.mark.skipif(NODE is None, reason="node is not installed (apt install nodejs): it runs the OIDC provider"),
     pytest.mark.skipif(not (OIDC / "node_modules" / "oidc-provider").is_dir(),
                        reason="the test OIDC provider is not installed: npm ci --prefix tests/oidc"),

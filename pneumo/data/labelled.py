@@ -19,7 +19,6 @@ import csv
 import io
 import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode
@@ -40,6 +39,7 @@ from pneumo.data.sources import (
     _digest,
     _fingerprint,
     _stat,
+    in_parallel,
 )
 
 Box = tuple[float, float, float, float]  # x, y, width, height in the film's own pixels
@@ -103,12 +103,7 @@ class LabelledSource(Source):
             except (ImageDecodeError, OSError) as exc:
                 results[i] = str(exc)
 
-        done = 0
-        with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) + 1)) as pool:
-            for _ in pool.map(work, range(len(entries))):
-                done += 1
-                if progress and (done % 64 == 0 or done == len(entries)):
-                    progress(done, len(entries))
+        in_parallel(work, len(entries), progress)
         return self._assemble(entries, results, images, notes, size, allocate)
 
     def _assemble(self, entries: list[Labelled], results: list, images: np.ndarray, notes: list[str], size: int,

@@ -212,13 +212,7 @@ class FolderSource(Source):
             except Exception as exc:  # noqa: BLE001 - any unreadable file is skipped, never fatal
                 results[i] = f"unreadable: {exc}"
 
-        done = 0
-        with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) + 1)) as pool:
-            for _ in pool.map(work, range(total)):
-                done += 1
-                if progress and (done % 64 == 0 or done == total):
-                    progress(done, total)
-
+        in_parallel(work, total, progress)
         rows, images, skipped = [], [], list(listing.not_files)
         for (split, cls, label, path), result in zip(listing.files, results, strict=True):
             rel = str(path.relative_to(root))
@@ -239,6 +233,17 @@ class FolderSource(Source):
             missing_splits=listing.missing_splits,
             empty_folders=listing.empty_folders,
         )
+
+
+def in_parallel(work: Callable[[int], None], total: int, progress: ProgressCallback | None) -> None:
+    """``work(i)`` for every image i on a thread pool (decoders release the GIL), reporting
+    progress every 64 images."""
+    done = 0
+    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) + 1)) as pool:
+        for _ in pool.map(work, range(total)):
+            done += 1
+            if progress and (done % 64 == 0 or done == total):
+                progress(done, total)
 
 
 def _child(parent: Path, name: str) -> Path | None:
