@@ -7,7 +7,7 @@ set picker shared by every page.
 import streamlit as st
 
 from pneumo.access import Mode
-from ui.common import dataset_picker, policy
+from ui.common import dataset_picker, page_style, policy
 from ui.identity import sidebar
 
 st.set_page_config(page_title="pneumo", page_icon=":material/pulmonology:", layout="wide")
@@ -16,8 +16,10 @@ navigation = st.navigation([
     st.Page("app_pages/dataset.py", title="Dataset", icon=":material/folder_open:", default=True),
     st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
     st.Page("app_pages/evaluate.py", title="Evaluate", icon=":material/monitoring:"),
+    st.Page("app_pages/board.py", title="Board", icon=":material/leaderboard:"),
     st.Page("app_pages/predict.py", title="Predict", icon=":material/image_search:"),
 ], position="top")
+page_style()
 rules = policy()
 if rules.mode != Mode.SOLO:  # a shared server shows students no tracebacks and no server paths
     st.set_option("client.showErrorDetails", "none")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from collections.abc import Hashable
 
 import numpy as np
 import pandas as pd
@@ -13,12 +14,36 @@ from pneumo.data.sources import CLASSES
 from pneumo.evaluation.evaluate import AtThreshold, ThresholdFree
 
 CLASS_COLORS = {"NORMAL": "#1f77b4", "PNEUMONIA": "#ff7f0e"}
-# Runs: one colour each, the n-th run of a chart always the n-th colour (Plotly's own choice counts
-# every trace, so a grey "chance" line first shifted every run by one on ROC but not on PR).
-RUN_COLORS = px.colors.qualitative.Dark24
-_LAYOUT = dict(margin=dict(l=10, r=10, t=40, b=10), legend_title_text="")
+# Runs: one colour each, told apart also by colour-blind eyes (Okabe & Ito's palette without its
+# yellow and black, then three of Paul Tol's). A run keeps its colour on every chart and table: it
+# comes from the run's number (``Run.number``), not from its place in a chart.
+RUN_COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#882255", "#999933", "#332288")
+# Plotly's toolbar keeps only what a class uses (save as PNG, reset the axes): the full one covered
+# chart titles on a narrow screen.
+_LAYOUT = dict(margin=dict(l=10, r=10, t=40, b=10), legend_title_text="",
+               modebar_remove=["zoom", "pan", "select", "lasso", "zoomin", "zoomout", "autoscale"])
 # For charts in narrow columns: the legend under the plot, so the plot keeps its width.
-_BOTTOM_LEGEND = dict(margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", yanchor="top", y=-0.25))
+_BOTTOM_LEGEND = {**_LAYOUT, "legend": dict(orientation="h", yanchor="top", y=-0.25)}
+# Two lines of one chart (train and validation; threshold metrics): colours that stay apart for
+# colour-blind eyes and on a washed-out projector; Streamlit's theme otherwise gives light and dark blue.
+PAIR = ("#0072B2", "#D55E00")
+
+
+def run_colors(numbers: dict[Hashable, int]) -> dict[Hashable, str]:
+    """A colour per run from its number; two runs of one chart whose numbers share a colour get
+    different ones (the later takes the next free colour)."""
+    colors: dict[Hashable, str] = {}
+    for name, number in numbers.items():
+        index = number % len(RUN_COLORS)
+        while RUN_COLORS[index] in colors.values() and len(colors) < len(RUN_COLORS):
+            index = (index + 1) % len(RUN_COLORS)
+        colors[name] = RUN_COLORS[index]
+    return colors
+
+
+def _colors(names: list[str], colors: dict[str, str] | None) -> dict[str, str]:
+    """The colours given, or the n-th palette colour for the n-th name."""
+    return colors or run_colors({name: n for n, name in enumerate(names)})
 
 
 def class_bars(table: pd.DataFrame, title: str, y_label: str = "images") -> go.Figure:
@@ -98,11 +123,11 @@ def epoch_curves(history: pd.DataFrame, metric: str, phase2_start: int | None = 
                  best: int | None = None) -> go.Figure:
     """Train and validation ``metric`` per epoch, with the fine-tuning start and best epoch marked."""
     fig = go.Figure()
-    for prefix, name, dash in (("", "train", "solid"), ("val_", "validation", "dash")):
+    for prefix, name, dash, color in (("", "train", "solid", PAIR[0]), ("val_", "validation", "dash", PAIR[1])):
         column = prefix + metric
         if column in history:
             fig.add_scatter(x=history["epoch"], y=history[column], name=name, mode="lines+markers",
-                            line=dict(dash=dash))
+                            line=dict(dash=dash, color=color))
     if phase2_start is not None:
         fig.add_vline(x=phase2_start + 0.5, line_dash="dot", line_color="grey",
                       annotation_text="fine-tuning starts", annotation_position="top left")
@@ -111,16 +136,17 @@ def epoch_curves(history: pd.DataFrame, metric: str, phase2_start: int | None = 
         fig.add_scatter(x=[best], y=[value], name=f"best epoch ({best})", mode="markers",
                         marker=dict(symbol="star", size=14, color="gold", line=dict(color="black", width=1)))
     fig.update_layout(title=f"{METRIC_LABELS.get(metric, metric)} per epoch", xaxis_title="epoch",
-                      yaxis_title=METRIC_LABELS.get(metric, metric), **_LAYOUT)
+                      yaxis_title=METRIC_LABELS.get(metric, metric), **_BOTTOM_LEGEND)
     return fig.update_xaxes(dtick=1 if len(history) <= 20 else None)
 
 
 def batch_loss(batches: pd.DataFrame, smoothed: np.ndarray) -> go.Figure:
     fig = go.Figure()
     fig.add_scatter(x=batches["step"], y=batches["loss"], name="per batch", mode="lines",
-                    line=dict(color="rgba(31,119,180,0.25)"))
-    fig.add_scatter(x=batches["step"], y=smoothed, name="smoothed", mode="lines", line=dict(color="#1f77b4"))
-    fig.update_layout(title="Training loss per batch", xaxis_title="batch (step)", yaxis_title="loss", **_LAYOUT)
+                    line=dict(color="rgba(0,114,178,0.25)"))  # PAIR[0], faint
+    fig.add_scatter(x=batches["step"], y=smoothed, name="smoothed", mode="lines", line=dict(color=PAIR[0]))
+    fig.update_layout(title="Training loss per batch", xaxis_title="batch (step)", yaxis_title="loss",
+                      **_BOTTOM_LEGEND)
     return fig
 
 
@@ -130,23 +156,31 @@ def _text(name: str) -> str:
 
 
 def learning_rate(batches: pd.DataFrame) -> go.Figure:
-    """On a log axis, as rates are chosen by powers of ten; a linear axis drew a constant 1e-3 as 0."""
+    """On a log axis, as rates are chosen by powers of ten (a linear axis drew a constant 1e-3 as 0),
+    ticked at the rates the run used when they are few (1e-3, 5e-4 after a halving), else at powers
+    of ten: Plotly's own log ticks labelled every 2 and 5 between them, unreadable on a projector."""
     rates = batches["learning_rate"]
-    fig = px.line(batches, x="step", y="learning_rate", title="Learning rate",
-                  log_y=bool(len(rates) and rates.min() > 0))
-    return fig.update_layout(xaxis_title="batch (step)", yaxis_title="learning rate", yaxis_exponentformat="e",
-                             **_LAYOUT)
+    log = bool(len(rates) and rates.min() > 0)
+    fig = px.line(batches, x="step", y="learning_rate", title="Learning rate", log_y=log)
+    fig.update_layout(xaxis_title="batch (step)", yaxis_title="learning rate", **_LAYOUT)
+    used = np.unique(rates.round(12))
+    if log and len(used) <= 4:
+        fig.update_yaxes(tickvals=used, ticktext=[f"{r:.2g}" for r in used])
+    elif log:
+        fig.update_yaxes(dtick=1, exponentformat="e")
+    return fig
 
 
-def compare_runs(histories: dict[str, pd.DataFrame], column: str) -> go.Figure:
-    """One line per run, same axes, one colour per run."""
-    fig = go.Figure()
-    for n, (name, history) in enumerate(histories.items()):
+def compare_runs(histories: dict[str, pd.DataFrame], column: str, colors: dict[str, str] | None = None
+                 ) -> go.Figure:
+    """One line per run, same axes, each run in its colour."""
+    fig, colors = go.Figure(), _colors(list(histories), colors)
+    for name, history in histories.items():
         if column in history:
             fig.add_scatter(x=history["epoch"], y=history[column], name=_text(name), mode="lines+markers",
-                            line=dict(color=RUN_COLORS[n % len(RUN_COLORS)]))
+                            line=dict(color=colors[name]))
     label = column.replace("val_", "validation ").replace("auc", "AUC")
-    fig.update_layout(title=f"{label} per epoch", xaxis_title="epoch", yaxis_title=label, **_LAYOUT)
+    fig.update_layout(title=f"{label} per epoch", xaxis_title="epoch", yaxis_title=label, **_BOTTOM_LEGEND)
     longest = max((len(h) for h in histories.values()), default=0)
     return fig.update_xaxes(dtick=1 if longest <= 20 else None)  # as epoch_curves: no epoch 1.5
 
@@ -182,6 +216,22 @@ def threshold_view(name: str, at: AtThreshold, fixed: ThresholdFree) -> dict[str
     }
 
 
+def board(ranked: pd.DataFrame, colors: dict[int, str]) -> go.Figure:
+    """The class board as dots on one AUC axis, best on top: each run in its colour (``colors`` by
+    rank) with its 95 % interval or ± sd over repeats; published results as grey diamonds."""
+    fig = go.Figure()
+    for row in ranked.iloc[::-1].to_dict("records"):
+        label, color = f"{row['rank']}. {_text(row['run'])}", colors.get(row["rank"])
+        error = None if color is None else dict(type="data", symmetric=False, array=[row["AUC high"] - row["AUC"]],
+                                                arrayminus=[row["AUC"] - row["AUC low"]])
+        fig.add_scatter(x=[row["AUC"]], y=[label], mode="markers", showlegend=False, error_x=error,
+                        marker=dict(size=12, symbol="circle" if color else "diamond", color=color or "#777777"),
+                        hovertemplate=f"{label}<br>AUC %{{x:.3f}}<extra></extra>")
+    fig.update_layout(title="Test AUC on the official Kermany test films", xaxis_title="test AUC",
+                      height=120 + 28 * len(ranked), **_LAYOUT)
+    return fig.update_yaxes(automargin=True)
+
+
 def confusion_matrix(tp: int, fp: int, tn: int, fn: int) -> go.Figure:
     """Counts and row rates, with the cells named in words."""
     z = np.array([[tn, fp], [fn, tp]], float)
@@ -196,39 +246,47 @@ def confusion_matrix(tp: int, fp: int, tn: int, fn: int) -> go.Figure:
     return fig.update_layout(title="Confusion matrix", height=360, **_LAYOUT)
 
 
-def roc(curves: dict[str, tuple[np.ndarray, np.ndarray, float]], point: tuple[float, float] | None = None
-        ) -> go.Figure:
+Curve = tuple[np.ndarray, np.ndarray, float]  # x, y and the area under the curve
+
+
+def roc(curves: dict[str, Curve], point: tuple[float, float] | None = None,
+        colors: dict[str, str] | None = None) -> go.Figure:
     """ROC curves {name: (fpr, tpr, auc)}, with the current operating point."""
     fig = go.Figure()
     fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="grey"), name="chance")
-    return _curves(fig, curves, "AUC", point, "ROC curve", "false positive rate (1 − specificity)", "sensitivity")
+    return _curves(fig, curves, "AUC", point, colors, "ROC curve", "false positive rate (1 − specificity)",
+                   "sensitivity")
 
 
-def precision_recall(curves: dict[str, tuple[np.ndarray, np.ndarray, float]],
-                     point: tuple[float, float] | None = None) -> go.Figure:
+def precision_recall(curves: dict[str, Curve], point: tuple[float, float] | None = None,
+                     colors: dict[str, str] | None = None) -> go.Figure:
     """PR curves {name: (recall, precision, average precision)}, with the current operating point."""
-    return _curves(go.Figure(), curves, "AP", point, "Precision-recall curve", "recall (sensitivity)",
+    return _curves(go.Figure(), curves, "AP", point, colors, "Precision-recall curve", "recall (sensitivity)",
                    "precision (PPV)")
 
 
-def _curves(fig: go.Figure, curves: dict[str, tuple[np.ndarray, np.ndarray, float]], area: str,
-            point: tuple[float, float] | None, title: str, x_title: str, y_title: str) -> go.Figure:
-    """One line per run, labelled with its area under the curve, and the operating point as a red x."""
-    for n, (name, (x, y, value)) in enumerate(curves.items()):
+def _curves(fig: go.Figure, curves: dict[str, Curve], area: str, point: tuple[float, float] | None,
+            colors: dict[str, str] | None, title: str, x_title: str, y_title: str) -> go.Figure:
+    """One line per run in its colour, labelled with its area under the curve, and the operating
+    point as a black x (no run is black)."""
+    colors = _colors(list(curves), colors)
+    for name, (x, y, value) in curves.items():
         fig.add_scatter(x=x, y=y, mode="lines", name=f"{_text(name)} ({area} {value:.3f})",
-                        line=dict(color=RUN_COLORS[n % len(RUN_COLORS)]))
+                        line=dict(color=colors[name]))
     if point is not None:
         fig.add_scatter(x=[point[0]], y=[point[1]], mode="markers", name="threshold",
-                        marker=dict(size=13, color="red", symbol="x"))
+                        marker=dict(size=13, color="black", symbol="x"))
     return fig.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title, **_BOTTOM_LEGEND)
 
 
 def metrics_vs_threshold(table: pd.DataFrame, threshold: float) -> go.Figure:
     fig = go.Figure()
-    for name in ("sensitivity", "specificity", "ppv", "npv", "f1"):
-        fig.add_scatter(x=table["threshold"], y=table[name], mode="lines", name=name)
+    for name, color, dash in (("sensitivity", PAIR[1], "solid"), ("specificity", PAIR[0], "solid"),
+                              ("ppv", "#009E73", "dash"), ("npv", "#CC79A7", "dash"), ("f1", "#E69F00", "dot")):
+        fig.add_scatter(x=table["threshold"], y=table[name], mode="lines", name=name,
+                        line=dict(color=color, dash=dash))
     threshold_line = dict(type="line", x0=threshold, x1=threshold, y0=0, y1=1, yref="paper",
-                          line=dict(color="red", dash="dot"))  # a plain shape: add_vline costs ~20 ms
+                          line=dict(color="black", dash="dot"))  # a plain shape: add_vline costs ~20 ms
     fig.update_layout(title="Metrics versus threshold", xaxis_title="threshold", yaxis_title="value",
                       xaxis_range=[0, 1], shapes=[threshold_line], **_BOTTOM_LEGEND)
     return fig
@@ -240,4 +298,20 @@ def reliability(predicted: np.ndarray, observed: np.ndarray, brier: float) -> go
     fig.add_scatter(x=predicted, y=observed, mode="lines+markers", name="model")
     fig.update_layout(title=f"Reliability diagram (Brier score {brier:.3f})", xaxis_title="predicted probability",
                       yaxis_title="observed share with pneumonia", **_LAYOUT)
+    return fig
+
+
+def reliability_before_after(before: tuple[np.ndarray, np.ndarray, float], after: tuple[np.ndarray, np.ndarray, float],
+                             temperature: float) -> go.Figure:
+    """Reliability diagrams of the raw and the temperature-scaled probabilities on one plot; each
+    curve is (mean predicted per bin, observed share per bin, ECE)."""
+    fig = go.Figure()
+    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="grey"), name="perfect")
+    for (predicted, observed, ece), name, color in ((before, "raw", RUN_COLORS[0]),
+                                                    (after, "temperature-scaled", RUN_COLORS[1])):
+        fig.add_scatter(x=predicted, y=observed, mode="lines+markers", name=f"{name} (ECE {ece:.3f})",
+                        line=dict(color=color))
+    fig.update_layout(title=f"Reliability before and after temperature scaling (T = {temperature:.2f})",
+                      xaxis_title="predicted probability", yaxis_title="observed share with pneumonia",
+                      xaxis_range=[-0.02, 1.02], yaxis_range=[-0.02, 1.02], **_LAYOUT)
     return fig

@@ -7,9 +7,14 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
+
+from pneumo.files import write_json
+from pneumo.runs.store import Run, RunStore
+from pneumo.training.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -120,3 +125,21 @@ def synthetic_test_films() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     cases = [c for c in synthetic.cases(0) if c.split == "test"][:160]
     drawn = [synthetic.draw(c, 64) for c in cases]
     return (np.stack([d[0] for d in drawn]), np.array([c.label for c in cases]), np.stack([d[1] for d in drawn]))
+
+
+def finished_run(name: str = "", dataset: str = "synthetic", seed: int = 0, test: tuple[int, int] = (300, 180),
+                 noise: float = 0.15, **settings) -> Run:
+    """A finished run in the test's run store whose predictions.csv is written here (the pages must
+    not care how it was made): ``test`` is (films, of which pneumonia); val has 200 films."""
+    run = RunStore().create(TrainConfig(name=name, dataset=dataset, seed=seed, **settings))
+    write_json(run.file("status.json"), {**run.status(), "state": "finished", "started": 100.0, "ended": 160.0,
+                                         "device": "CPU"})
+    rng = np.random.default_rng(seed + 17 * len(name))
+    frames = []
+    for split, (n, positives) in (("val", (200, 120)), ("test", test)):
+        labels = (np.arange(n) < positives).astype(int)
+        probs = np.clip(0.3 + 0.4 * labels + rng.normal(0, noise, n), 0, 1)
+        frames.append(pd.DataFrame({"split": split, "id": [f"{split}/{i:05d}" for i in range(n)], "label": labels,
+                                    "prob": probs, "patient": [f"p{i}" for i in range(n)]}))
+    pd.concat(frames).to_csv(run.file("predictions.csv"), index=False)
+    return run

@@ -16,7 +16,7 @@ import streamlit as st
 
 from pneumo.access import Forbidden, Policy
 from pneumo.data import cache, labelled, mnist
-from pneumo.data.sources import DatasetError, FolderSource, ImageSet, NpzSource, Source, parse_spec
+from pneumo.data.sources import DatasetError, FolderSource, ImageSet, NpzSource, Source, parse_spec, short_name
 from pneumo.paths import default_dataset_spec
 from pneumo.runs.store import Run
 from pneumo.training.config import TrainConfig
@@ -26,6 +26,29 @@ CSV_ROLES = {"path": "Image path column", "label": "Label column", "split": "Spl
              "patient": "Patient column (optional)"}
 NO_COLUMN = "(none)"
 WORKING_SIZES = (64, 128, 160, 224)  # the sizes the sidebar decodes a data set at
+
+
+# Charts and tables placed side by side keep at least this width each and wrap onto the next line
+# when the screen is narrower: a projector at 1024x768 shows one chart per line, readable, where
+# fixed columns squeezed three into 180 px each; a 1920 screen still shows three in a row.
+MIN_PLACE_PX = 400
+_STYLE = f"""<style>
+[class*="st-key-side_by_side_"] > div {{
+  flex: 1 1 {MIN_PLACE_PX}px !important; min-width: min({MIN_PLACE_PX}px, 100%); }}
+@media (max-width: 1100px) {{ [data-testid="stMainBlockContainer"] {{ padding-left: 1.5rem; padding-right: 1.5rem; }} }}
+</style>"""
+
+
+def page_style() -> None:
+    """The app's few layout rules (wrapping rows, narrower margins on a small screen), drawn once
+    per rerun by the frame. They hang on Streamlit's documented ``st-key-<key>`` classes."""
+    st.html(_STYLE)
+
+
+def side_by_side(key: str, count: int) -> list:
+    """``count`` places in a row, each at least ``MIN_PLACE_PX`` wide, wrapping on a narrow screen."""
+    row = st.container(horizontal=True, key=f"side_by_side_{key}", gap="medium")
+    return [row.container() for _ in range(count)]
 
 
 def policy() -> Policy:
@@ -168,10 +191,18 @@ def file_stamp(path: Path) -> tuple[int, int] | None:
 
 
 def run_labels(runs: list[Run]) -> dict[str, str]:
-    """Each run's name, with its id added where two runs share a name: Streamlit's pickers merge
-    options whose labels are equal."""
-    names = [run.name for run in runs]
-    return {run.id: run.name if names.count(run.name) == 1 else f"{run.name} · {run.id}" for run in runs}
+    """Each run's name and data set ("CNN (synthetic)"), with its id added where two runs share
+    both: Streamlit's pickers merge options whose labels are equal."""
+    labels = {run.id: f"{run.name} ({short_name(_spec(run))})" for run in runs}
+    taken = list(labels.values())
+    return {i: label if taken.count(label) == 1 else f"{label} · {i}" for i, label in labels.items()}
+
+
+def _spec(run: Run) -> str:
+    try:
+        return run.config().dataset
+    except (OSError, ValueError, TypeError):
+        return "?"
 
 
 def run_picker(label: str, names: dict[str, str], state_key: str) -> str:

@@ -15,7 +15,7 @@ from pneumo.data.imaging import outline
 from pneumo.data.naming import NORMAL, UNKNOWN
 from pneumo.data.sources import CLASSES, SPLITS, ImageSet
 from pneumo.training.pipeline import class_weights
-from ui.common import DatasetChoice, plain
+from ui.common import DatasetChoice, plain, side_by_side
 
 GALLERY_SIZE = 24
 GALLERY_COLUMNS = 6
@@ -99,7 +99,7 @@ def radiology(image_set: ImageSet) -> None:
     AP films are taken of sicker patients lying in bed; a model can learn the view instead of
     the lungs, so the view per class is worth a look before training."""
     records = image_set.records
-    left, right = st.columns(2)
+    left, right = side_by_side("boxes", 2)
     if image_set.masks is not None and records["boxes"].any():
         boxes = stats.by_class(records, "boxes")
         left.plotly_chart(charts.class_bars(boxes, "Radiologist boxes per film"), width="stretch")
@@ -109,7 +109,7 @@ def radiology(image_set: ImageSet) -> None:
                    f"{shares['share'].median():.1%} of the film (the lungs take roughly half a chest film).")
     if records["subtype"].astype(bool).any():
         st.dataframe(stats.by_class(records, "subtype"), width="stretch")
-    left, right = st.columns(2)
+    left, right = side_by_side("view_sex", 2)
     for column, title, place in (("view", "View position per class", left),
                                  ("sex", "Sex per class", right)):
         if records[column].astype(bool).any():
@@ -130,7 +130,7 @@ def _pixel_statistics(key: str, _image_set: ImageSet) -> dict:
 def images(image_set: ImageSet) -> None:
     """Source image sizes, grey-level histograms and the mean image per class."""
     figures = _pixel_statistics(image_set.key, _image_set=image_set)
-    left, right = st.columns(2)
+    left, right = side_by_side("pixels", 2)
     size = stats.common_size(image_set.records)
     if size:
         left.info(f"Every image is {size[0]} × {size[1]} pixels in the source.")

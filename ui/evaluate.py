@@ -11,13 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
 from pneumo import charts
-from pneumo.evaluation import evaluate, metrics
+from pneumo.evaluation import board, calibration, evaluate, metrics
 from pneumo.evaluation.evaluate import ThresholdFree, ThresholdRule, on_split
 from pneumo.runs.store import Run, RunStore
-from ui.common import file_stamp, run_image_set, run_labels
+from ui.common import file_stamp, plain, run_image_set, run_labels, side_by_side
 from ui.identity import current_user
 
 ERRORS_SHOWN = 12
@@ -108,7 +109,7 @@ def at_threshold(run: Run, data: pd.DataFrame, threshold: float, split: str) -> 
     fixed = _threshold_free(str(run.path), _stamp(run), split)
     at = evaluate.at_threshold(labels, probs, threshold, fixed)
     figures = charts.threshold_view(run.name, at, fixed)
-    left, right = st.columns([1, 1])
+    left, right = side_by_side("confusion", 2)
     left.plotly_chart(figures["confusion"], width="stretch")
     right.dataframe(at.table, hide_index=True, width="stretch")
     right.caption(f"{len(labels)} {split} images, {int(labels.sum())} with pneumonia. Intervals: "
@@ -118,12 +119,47 @@ def at_threshold(run: Run, data: pd.DataFrame, threshold: float, split: str) -> 
     ppv, npv = metrics.at_prevalence(at.values["sensitivity"], at.values["specificity"], prevalence)
     right.markdown(f"At {prevalence:.1%} prevalence: a positive call is right **{ppv:.1%}** of the time (PPV), "
                    f"a negative call **{npv:.1%}** (NPV).")
-    c1, c2, c3 = st.columns(3)
-    c1.plotly_chart(figures["roc"], width="stretch")
-    c2.plotly_chart(figures["pr"], width="stretch")
-    c3.plotly_chart(figures["sweep"], width="stretch")
+    for place, name in zip(side_by_side("curves", 3), ("roc", "pr", "sweep"), strict=True):
+        place.plotly_chart(figures[name], width="stretch")
     with st.expander("Calibration: do the probabilities mean what they say?"):
-        st.plotly_chart(figures["calibration"], width="stretch")
+        calibration_workbench(run, data, threshold, split, figures["calibration"])
+
+
+def calibration_workbench(run: Run, data: pd.DataFrame, threshold: float, split: str, raw_figure: go.Figure) -> None:
+    """ECE and Brier on ``split``; temperature scaling fitted on the run's validation split, its
+    reliability diagram before and after, and what it does to the calls at ``threshold``."""
+    val = on_split(predictions(run), "val")
+    bench = calibration.workbench(val["label"].to_numpy(), val["prob"].to_numpy(), data["label"].to_numpy(),
+                                  data["prob"].to_numpy(), threshold)
+    c1, c2, c3 = st.columns(3)
+    delta = dict(delta_color="inverse") if bench.fitted else {}  # lower is better for both
+    c1.metric("Expected calibration error (ECE)", f"{bench.before.ece:.3f}",
+              delta=f"{bench.after.ece - bench.before.ece:+.3f} after scaling" if bench.fitted else None, **delta,
+              help="The average gap between the stated probability and the observed share with pneumonia, over "
+                   "10 equal-width bins of probability, weighted by how many images fall in each. 0 is perfect.")
+    c2.metric("Brier score", f"{bench.before.brier:.3f}",
+              delta=f"{bench.after.brier - bench.before.brier:+.3f} after scaling" if bench.fitted else None,
+              **delta, help="The mean squared difference between probability and label (0 or 1). 0 is perfect.")
+    if not bench.fitted:
+        st.info("This run has no validation predictions of both classes, so no temperature can be fitted: the "
+                "diagram shows the probabilities as the model gave them.")
+        st.plotly_chart(raw_figure, width="stretch")
+        return
+    c3.metric("Temperature T (fitted on validation)", f"{bench.temperature:.2f}",
+              help="Every logit is divided by T: sigmoid(logit(p) / T). T is the value that makes the validation "
+                   "images' labels most likely.")
+    st.markdown(bench.sentence())
+    if split == "val":
+        st.caption("T was fitted on these same validation images, so the scaled curve flatters it: the test split "
+                   "is the honest check.")
+    st.plotly_chart(charts.reliability_before_after(
+        (bench.before.predicted, bench.before.observed, bench.before.ece),
+        (bench.after.predicted, bench.after.observed, bench.after.ece), bench.temperature), width="stretch")
+    st.table(bench.table.style.format("{:.3f}", na_rep="–"))
+    st.caption(f"Scaling keeps the order of the probabilities, so the AUC is unchanged and threshold "
+               f"{bench.threshold:.3f} on raw probabilities makes exactly the calls that {bench.mapped_threshold:.3f} "
+               f"makes on scaled ones (last row). Keeping the number {bench.threshold:.3f} on scaled probabilities "
+               f"can call differently (middle row).")
 
 
 def errors(run: Run, data: pd.DataFrame, threshold: float) -> None:
@@ -146,21 +182,36 @@ def errors(run: Run, data: pd.DataFrame, threshold: float) -> None:
 
 
 def compare(runs: list[Run], rule: ThresholdRule, split: str, first_threshold: float) -> None:
-    """Several runs on one split, each at its own threshold, and the first two tested pairwise."""
+    """Several runs on one split, each at its own threshold, and the first two tested pairwise.
+    Runs scored on other images than the first are left out, with the reason, unless asked for."""
     st.subheader("Compare runs")
     label = run_labels(runs)
+    scored = {run.id: board.test_set(run, predictions(run), split) for run in runs}
+    others = [run for run in runs[1:] if not scored[run.id].comparable(scored[runs[0].id])]
+    if others:
+        films = "; ".join(f"{label[run.id]}: {scored[run.id].films} {split} images" for run in others)
+        st.info(f"Scored on other {split} images than {label[runs[0].id]} ({scored[runs[0].id].films}), so an AUC "
+                f"difference would mix the models with the images: {films}.", icon=":material/info:")
+        if not st.toggle("Show them anyway", key="ev_incomparable"):
+            runs = [run for run in runs if run not in others]
+    if len(runs) < 2:
+        return
     frames = {label[run.id]: predictions(run) for run in runs}
     thresholds = {label[run.id]: threshold_for(run, rule) for run in runs[1:]}
     thresholds[label[runs[0].id]] = first_threshold
     curves, table = evaluate.comparison(frames, thresholds, split)
-    c1, c2 = st.columns(2)
-    c1.plotly_chart(charts.roc({n: (c.fpr, c.tpr, c.auc) for n, c in curves.items()}), width="stretch")
-    c2.plotly_chart(charts.precision_recall({n: (c.recall, c.precision, c.average_precision)
-                                             for n, c in curves.items()}), width="stretch")
+    colors = charts.run_colors({label[run.id]: run.number for run in runs})
+    roc, pr = side_by_side("compare", 2)
+    roc.plotly_chart(charts.roc({n: (c.fpr, c.tpr, c.auc) for n, c in curves.items()}, colors=colors),
+                     width="stretch")
+    pr.plotly_chart(charts.precision_recall({n: (c.recall, c.precision, c.average_precision)
+                                             for n, c in curves.items()}, colors=colors), width="stretch")
     st.dataframe(table, hide_index=True, width="stretch")
     first, second = label[runs[0].id], label[runs[1].id]
-    result = evaluate.paired(frames[first], frames[second], split)
+    same_family = scored[runs[0].id].family == scored[runs[1].id].family  # else equal ids name other films
+    result = evaluate.paired(frames[first], frames[second], split) if same_family else None
     if result is None:
-        st.info("These two runs were scored on different images, so their AUCs cannot be compared pairwise.")
+        st.info("These two runs scored the same films named differently (a folder and PneumoniaMNIST) or other "
+                "images, so they cannot be compared image by image.")
     else:
-        st.markdown(result.sentence(first, second, split))
+        st.markdown(result.sentence(plain(first), plain(second), split))

@@ -18,7 +18,7 @@ from pneumo.runs import jobs, monitoring
 from pneumo.runs.store import Run, RunState, RunStore
 from pneumo.training.augment import PRESETS, TRANSFORMS, Augmentation, preset_name, preview
 from pneumo.training.config import MAX_NAME_CHARS, MODEL_DEFAULTS, MODELS, OPTIONS, TrainConfig
-from ui.common import DatasetChoice, plain, policy, run_labels, run_picker, synthetic_banner
+from ui.common import DatasetChoice, plain, policy, run_labels, run_picker, side_by_side, synthetic_banner
 from ui.identity import current_user
 
 POLL_SECONDS = 2.0
@@ -240,13 +240,12 @@ def _live(run: Run, user: User | None) -> None:
     else:
         best = monitoring.best_epoch(history)
         phase2 = status.get("phase2_start") if config.two_phase else None
-        cols = st.columns(3)
-        for col, metric in zip(cols, ("loss", "accuracy", "auc"), strict=True):
-            col.plotly_chart(charts.epoch_curves(history, metric, phase2, best), width="stretch",
+        for place, metric in zip(side_by_side("epochs", 3), ("loss", "accuracy", "auc"), strict=True):
+            place.plotly_chart(charts.epoch_curves(history, metric, phase2, best), width="stretch",
                              key=f"curve_{metric}")
     batches = run.batches()
     if not batches.empty:
-        left, right = st.columns([2, 1])
+        left, right = side_by_side("batches", 2)
         weight = left.slider("Smoothing", 0.0, 0.99, 0.8, 0.01, key="smoothing")
         left.plotly_chart(charts.batch_loss(batches, monitoring.smooth(batches["loss"], weight)), width="stretch",
                           key="curve_batches")
@@ -310,8 +309,12 @@ def runs_table() -> None:
         st.info("No runs yet.")
         return
     table = pd.DataFrame([monitoring.summary(r) for r in runs])
+    colors = charts.run_colors({r.id: r.number for r in runs})
+    table.insert(0, "", "●")
     solo = policy().mode == Mode.SOLO
-    st.dataframe(table.drop(columns=["run", "owner"] if solo else ["run"]), hide_index=True, width="stretch")
+    shown = table.drop(columns=["run", "owner"] if solo else ["run"])
+    st.dataframe(shown.style.apply(lambda _: [f"color: {colors[i]}" for i in table["run"]], subset=[""]),
+                 hide_index=True, width="stretch")
     usable = [r for r in runs if r.damage is None]
     names = run_labels(usable)
 
@@ -319,9 +322,11 @@ def runs_table() -> None:
     picked = st.multiselect("Runs to overlay", list(names), default=list(names)[:2], format_func=names.get)
     if picked:
         histories = {names[i]: store.get(i).history() for i in picked}
-        c1, c2 = st.columns(2)
-        c1.plotly_chart(charts.compare_runs(histories, "val_auc"), width="stretch")
-        c2.plotly_chart(charts.compare_runs(histories, "val_loss"), width="stretch")
+        overlay = charts.run_colors({names[i]: store.get(i).number for i in picked})
+        for place, column in zip(side_by_side("compare", 2), ("val_auc", "val_loss"), strict=True):
+            place.plotly_chart(charts.compare_runs(histories, column, overlay), width="stretch")
+        st.caption("Validation curves of runs on other data sets (in brackets) are scored on other images: compare "
+                   "their shapes, not their heights.")
 
     st.subheader("Manage a run")
     target = run_picker("Run", {r.id: names.get(r.id, f"{r.id} (damaged)") for r in runs}, "manage_run")

@@ -106,6 +106,23 @@ def parse_spec(spec: str) -> Source:
     return FolderSource(path)
 
 
+def short_name(spec: str) -> str:
+    """A data set in a few words for tables, pickers and legends: no disk access, and no server
+    path (a folder is named by its last part)."""
+    spec = spec.strip()
+    if spec == "synthetic" or spec.startswith("synthetic:"):
+        seed = spec.partition(":")[2]
+        return "synthetic" + (f" seed {seed}" if seed not in ("", "0") else "")
+    if spec.lower().startswith("pneumoniamnist:"):
+        return f"PneumoniaMNIST {spec.partition(':')[2]} px"
+    path = Path(spec.partition("?")[0])
+    if path.suffix.lower() == ".npz":
+        return f"PneumoniaMNIST {path.name}"
+    if path.suffix.lower() == ".csv":
+        return f"CSV {path.name}"
+    return f"folder {path.name or spec}"
+
+
 def _digest(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=12).hexdigest()
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import subprocess
 import sys
 import time
@@ -25,7 +26,7 @@ from pathlib import Path
 from pneumo.access import GB, LOCAL, Policy, User
 from pneumo.paths import PROJECT_ROOT
 from pneumo.runs.store import Run, RunState, RunStore
-from pneumo.training.config import TrainConfig
+from pneumo.training.config import MAX_NAME_CHARS, TrainConfig
 
 
 class Refused(ValueError):
@@ -107,6 +108,31 @@ def submit(config: TrainConfig, store: RunStore | None = None, by: User = LOCAL,
         raise Refused(READ_ONLY if not writable(store) else f"The run could not be written: {exc.strerror}.") from exc
     schedule(store)
     return run
+
+
+SEEDS = 3  # repeats of an experiment the board pools into mean ± sd
+
+
+def repeat(run: Run, store: RunStore, by: User = LOCAL, policy: Policy | None = None,
+           seeds: int = SEEDS) -> tuple[list[Run], str | None]:
+    """Queue ``run``'s settings with other seeds until ``seeds`` runs of them exist (the original
+    counts, and so do earlier repeats). Returns the runs queued and, when the server refused one
+    (the per-person run limit), why: the rest can be asked for again later."""
+    config = run.config()
+    key = config.settings_key()
+    taken = {r.config().seed for r in store.runs() if r.damage is None and r.config().settings_key() == key}
+    base = re.sub(r" · seed \d+$", "", run.name)[: MAX_NAME_CHARS - 14]
+    queued, seed = [], config.seed
+    while len(taken) < seeds:
+        seed += 1
+        if seed in taken:
+            continue
+        try:
+            queued.append(submit(config.with_(seed=seed, name=f"{base} · seed {seed}"), store, by, policy))
+        except Refused as exc:
+            return queued, str(exc)
+        taken.add(seed)
+    return queued, None
 
 
 def queue_order(runs: list[Run]) -> list[Run]:

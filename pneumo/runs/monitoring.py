@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from pneumo.access import owner_name
+from pneumo.data.sources import short_name
 from pneumo.runs.store import Run, RunState
 from pneumo.training.augment import preset_name
 
@@ -101,6 +102,7 @@ def summary(run: Run) -> dict:
         "run": run.id,
         "name": run.name,
         "owner": owner_name(run.owner),
+        "data set": short_name(config.dataset),
         "model": "ResNet50" if config.model == "resnet50" else "CNN",
         "augmentation": preset_name(config.augmentation),
         "unfreeze": config.unfreeze if config.model == "resnet50" else None,

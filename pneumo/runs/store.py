@@ -3,7 +3,7 @@
 A run folder holds everything the pages need and everything needed to reproduce it:
 
     config.json       the TrainConfig
-    status.json       state, owner, pid, device, timestamps, progress, error text
+    status.json       state, owner, number, pid, device, timestamps, progress, error text
     environment.json  versions, device and platform the run trained on
     history.csv       one row per epoch (train and val metrics, learning rate, phase)
     batches.csv       one row per training batch (loss, learning rate)
@@ -31,6 +31,7 @@ import shutil
 import tempfile
 import time
 import zipfile
+import zlib
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -180,6 +181,15 @@ class Run:
         except (OSError, ValueError):
             return None
 
+    @property
+    def number(self) -> int:
+        """The run's place in the order runs were created (it picks the run's colour on every chart);
+        runs from before numbers were recorded get one from their id."""
+        try:
+            return int(self.status()["number"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return zlib.crc32(self.id.encode())
+
     def require(self, user: User, action: str) -> None:
         """Forbidden unless ``user`` may ``action`` (stop, resume, rename, delete) this run."""
         if not user.may_manage(self.owner):
@@ -264,10 +274,21 @@ class RunStore:
         run = Run(self.root / f"{stamp}-{config.model}-{secrets.token_hex(2)}")
         tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=".new-"))
         write_json(tmp / "config.json", config.to_dict())
-        write_json(tmp / "status.json", {"state": RunState.QUEUED, "owner": owner.id, "created": time.time(),
-                                         "updated": time.time()})
+        write_json(tmp / "status.json", {"state": RunState.QUEUED, "owner": owner.id, "number": self._next_number(),
+                                         "created": time.time(), "updated": time.time()})
         tmp.rename(run.path)  # the run appears whole, or not at all
         return run
+
+    def _next_number(self) -> int:
+        """One more than the highest run number: consecutive runs get consecutive numbers (and so
+        different colours), and deleting a run changes no other run's number."""
+        numbers = []
+        for run in self.runs():
+            try:
+                numbers.append(int(run.status()["number"]))
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+        return max(numbers, default=-1) + 1
 
     def runs(self) -> list[Run]:
         """Every run folder, newest first (damaged ones included: check ``Run.damage``)."""

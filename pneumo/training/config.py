@@ -8,6 +8,7 @@ holds each field's label, help and accepted values, read by the form, the CLI an
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -173,6 +174,10 @@ class TrainConfig:
     def for_model(cls, model: str) -> TrainConfig:
         """The recommended settings for ``model``: the defaults with ``MODEL_DEFAULTS`` applied."""
         return cls(model=model, **MODEL_DEFAULTS[model])
+
+    def settings_key(self) -> str:
+        """What makes two runs repeats of one experiment: every setting but the seed and the name."""
+        return json.dumps({k: v for k, v in self.to_dict().items() if k not in ("seed", "name")}, sort_keys=True)
 
     def with_(self, **changes) -> TrainConfig:
         return replace(self, **changes)

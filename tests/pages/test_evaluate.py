@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 from pneumo.files import write_json
 from pneumo.runs.store import Run, RunStore
 from pneumo.training.config import TrainConfig
-from tests.conftest import page_app
+from tests.conftest import as_read, finished_run, page_app
 
 
 def _run_with_predictions(name: str, noise: float, seed: int) -> Run:
@@ -59,9 +59,11 @@ def test_strategy_chosen_on_validation_and_runs_compared() -> None:
     assert not at.exception
     text = " ".join(m.value for m in at.markdown)
     assert "chosen by *target sensitivity* on the validation split" in text
-    assert "**good** has an AUC" in text and "higher than **worse**" in text and "paired bootstrap p" in text
+    text = as_read(text)
+    assert "**good (folder here)** has an AUC" in text and "higher than **worse (folder here)**" in text
+    assert "paired bootstrap p" in text
     table = at.dataframe[1].value
-    assert list(table["run"]) == ["good", "worse"]
+    assert list(table["run"]) == ["good (folder here)", "worse (folder here)"]
     assert (table["sensitivity"] >= 0.85).all()
 
 
@@ -95,3 +97,47 @@ def test_the_threshold_is_saved_with_the_run_for_every_browser() -> None:
     assert not at.exception and run.threshold()["value"] == 0.37 and run.threshold()["by"] == "local"
     fresh = page_app("evaluate").run()
     assert fresh.slider(key=f"ev_thr_{run.id}").value == 0.37
+
+
+def test_calibration_shows_ece_and_a_temperature_fitted_on_validation() -> None:
+    _run_with_predictions("calibrated?", 0.15, 0)
+    at = _page()
+    assert not at.exception
+    box = next(e for e in at.expander if e.label.startswith("Calibration"))
+    ece, brier, temperature = box.metric
+    assert ece.label == "Expected calibration error (ECE)" and 0 <= float(ece.value) <= 1
+    assert brier.label == "Brier score"
+    assert temperature.label == "Temperature T (fitted on validation)" and float(temperature.value) > 0
+    assert "The temperature fitted on validation is T = " in " ".join(m.value for m in box.markdown)
+    table = box.table[0].value
+    assert list(table.index) == ["raw probabilities", "temperature-scaled",
+                                 "temperature-scaled, threshold moved with it"]
+    assert list(table.columns) == ["threshold", "sensitivity", "specificity", "accuracy", "ECE", "Brier"]
+    assert len(box.get("plotly_chart")) == 1
+
+
+def test_calibration_without_validation_says_so_and_shows_the_raw_diagram() -> None:
+    run = _run_with_predictions("no val", 0.15, 0)
+    frame = pd.read_csv(run.file("predictions.csv"))
+    frame[frame["split"] == "test"].to_csv(run.file("predictions.csv"), index=False)
+    at = _page()
+    assert not at.exception
+    box = next(e for e in at.expander if e.label.startswith("Calibration"))
+    assert [m.label for m in box.metric] == ["Expected calibration error (ECE)", "Brier score"]
+    assert "no validation predictions of both classes" in box.info[0].value
+    assert len(box.get("plotly_chart")) == 1 and not box.table
+
+
+def test_compare_leaves_out_runs_scored_on_other_images_and_says_why() -> None:
+    real = finished_run("real", dataset="/data/chest_xray", test=(624, 390))
+    drawn = finished_run("drawn", dataset="synthetic", test=(600, 362))
+    at = _page()
+    at.multiselect[0].set_value([real.id, drawn.id]).run()
+    assert not at.exception
+    note = as_read(at.info[-1].value)
+    assert "Scored on other test images than real (folder chest_xray) (624)" in note
+    assert "drawn (synthetic): 600 test images" in note
+    assert len(at.dataframe) == 1  # no comparison table: the only other run is left out
+    at.toggle(key="ev_incomparable").set_value(True).run()
+    assert list(at.dataframe[1].value["run"]) == ["real (folder chest_xray)", "drawn (synthetic)"]
+    assert "cannot be compared image by image" in at.info[-1].value
