@@ -4,8 +4,8 @@
 
 Times the functions the page itself calls. On a slider move the page runs
 ``evaluate.at_threshold`` (confusion matrix, every metric and its 1,000-resample bootstrap
-interval) and ``charts.threshold_view`` (all five Plotly figures); ``evaluate.threshold_free``
-(curves, AUC interval, sweep, calibration) runs once per run and split, as the page caches it,
+interval) and ``charts.threshold_view`` (all four Plotly figures); ``evaluate.threshold_free``
+(curves, AUC interval, sweep) runs once per run and split, as the page caches it,
 and its time is printed too. Baseline, same run: the bootstrap done the obvious way, one
 scikit-learn call per resample. Goal: <= 100 ms per move.
 """

@@ -212,7 +212,6 @@ def threshold_view(name: str, at: AtThreshold, fixed: ThresholdFree) -> dict[str
         "pr": precision_recall({name: (curves.recall, curves.precision, curves.average_precision)},
                                (sensitivity, at.values["ppv"])),
         "sweep": metrics_vs_threshold(fixed.sweep, at.threshold),
-        "calibration": reliability(*fixed.calibration),
     }
 
 
@@ -240,7 +239,8 @@ def confusion_matrix(tp: int, fp: int, tn: int, fn: int) -> go.Figure:
     text = [[f"<b>{int(z[r, c])}</b><br>{rates[r, c]:.1%} of row<br>{words[r][c]}" for c in range(2)]
             for r in range(2)]
     fig = go.Figure(go.Heatmap(z=rates, x=list(CLASSES), y=list(CLASSES), text=text, texttemplate="%{text}",
-                               colorscale="Blues", zmin=0, zmax=1, showscale=False, hoverinfo="skip"))
+                               colorscale="Blues", zmin=0, zmax=1, showscale=False, hoverinfo="skip",
+                               textfont=dict(size=16)))  # read from the back of a classroom
     # Short, upright-turned labels: the matrix keeps its width in a half-page column at 1024 px.
     fig.update_xaxes(title="predicted").update_yaxes(title="actual", autorange="reversed", tickangle=-90)
     return fig.update_layout(title="Confusion matrix", height=360, **_LAYOUT)
@@ -292,26 +292,19 @@ def metrics_vs_threshold(table: pd.DataFrame, threshold: float) -> go.Figure:
     return fig
 
 
-def reliability(predicted: np.ndarray, observed: np.ndarray, brier: float) -> go.Figure:
+def reliability(before: tuple[np.ndarray, np.ndarray, float],
+                after: tuple[np.ndarray, np.ndarray, float] | None = None, temperature: float | None = None
+                ) -> go.Figure:
+    """Reliability diagram of the raw probabilities and, when a temperature was fitted, of the
+    scaled ones on the same axes; each curve is (mean predicted per bin, observed share, ECE)."""
     fig = go.Figure()
     fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="grey"), name="perfect")
-    fig.add_scatter(x=predicted, y=observed, mode="lines+markers", name="model")
-    fig.update_layout(title=f"Reliability diagram (Brier score {brier:.3f})", xaxis_title="predicted probability",
-                      yaxis_title="observed share with pneumonia", **_LAYOUT)
-    return fig
-
-
-def reliability_before_after(before: tuple[np.ndarray, np.ndarray, float], after: tuple[np.ndarray, np.ndarray, float],
-                             temperature: float) -> go.Figure:
-    """Reliability diagrams of the raw and the temperature-scaled probabilities on one plot; each
-    curve is (mean predicted per bin, observed share per bin, ECE)."""
-    fig = go.Figure()
-    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="grey"), name="perfect")
-    for (predicted, observed, ece), name, color in ((before, "raw", RUN_COLORS[0]),
-                                                    (after, "temperature-scaled", RUN_COLORS[1])):
+    curves = [(before, "raw", PAIR[0])] + ([(after, "temperature-scaled", PAIR[1])] if after is not None else [])
+    for (predicted, observed, ece), name, color in curves:
         fig.add_scatter(x=predicted, y=observed, mode="lines+markers", name=f"{name} (ECE {ece:.3f})",
                         line=dict(color=color))
-    fig.update_layout(title=f"Reliability before and after temperature scaling (T = {temperature:.2f})",
-                      xaxis_title="predicted probability", yaxis_title="observed share with pneumonia",
-                      xaxis_range=[-0.02, 1.02], yaxis_range=[-0.02, 1.02], **_LAYOUT)
+    title = "Reliability diagram" + (f": before and after temperature scaling (T = {temperature:.2f})"
+                                     if temperature is not None else "")
+    fig.update_layout(title=title, xaxis_title="predicted probability", yaxis_title="observed share with pneumonia",
+                      xaxis_range=[-0.02, 1.02], yaxis_range=[-0.02, 1.02], **_BOTTOM_LEGEND)
     return fig

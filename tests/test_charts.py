@@ -39,3 +39,28 @@ def test_a_run_has_the_same_colour_on_every_chart() -> None:
         return [t.line.color for t in fig.data if t.name.split(" (")[0] in runs]
 
     assert colours(roc) == colours(pr) == colours(epochs) and len(set(colours(roc))) == 2
+
+
+def test_learning_rate_ticks_name_the_rates_used_or_powers_of_ten() -> None:
+    halved = pd.DataFrame({"step": range(6), "learning_rate": [1e-3] * 3 + [5e-4] * 3})
+    axis = charts.learning_rate(halved).layout.yaxis
+    assert list(axis.tickvals) == [5e-4, 1e-3] and list(axis.ticktext) == ["0.0005", "0.001"]
+    cyclical = pd.DataFrame({"step": range(50), "learning_rate": np.geomspace(1e-5, 1e-3, 50)})
+    assert charts.learning_rate(cyclical).layout.yaxis.dtick == 1
+
+
+def test_charts_that_sit_side_by_side_keep_legends_under_the_plot() -> None:
+    history = pd.DataFrame({"epoch": [1, 2], "loss": [0.7, 0.6], "val_loss": [0.8, 0.7], "val_auc": [0.5, 0.6]})
+    for fig in (charts.epoch_curves(history, "loss"), charts.compare_runs({"a": history}, "val_auc")):
+        assert fig.layout.legend.orientation == "h" and fig.layout.legend.y < 0
+    train, validation = charts.epoch_curves(history, "loss").data
+    assert train.line.color != validation.line.color  # not two blues
+
+
+def test_board_chart_draws_runs_in_their_colours_and_published_results_grey() -> None:
+    ranked = pd.DataFrame({"rank": [1, 2], "run": ["mine", "Kermany et al. 2018"], "AUC": [0.97, 0.968],
+                           "AUC low": [0.95, None], "AUC high": [0.98, None]})
+    fig = charts.board(ranked, {1: charts.RUN_COLORS[3]})
+    by_name = {t.y[0]: t for t in fig.data}
+    assert by_name["1. mine"].marker.color == charts.RUN_COLORS[3] and by_name["1. mine"].error_x.array[0] > 0
+    assert by_name["2. Kermany et al. 2018"].marker.symbol == "diamond"

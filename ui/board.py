@@ -21,7 +21,11 @@ from ui.common import file_stamp, plain, policy, run_labels, run_picker
 from ui.evaluate import predictions
 from ui.identity import current_user
 
-HIDDEN = ("number", "AUC low", "AUC high", "seconds")
+# The board's columns, the ones a class reads first on the left (a projector shows only those).
+COLUMNS = ("rank", "", "run", "AUC", "AUC spread", "sensitivity", "specificity", "accuracy", "threshold",
+           "why apart", "data set", "model", "image size", "epochs", "augmentation", "unfreeze", "owner",
+           "duration", "device", "runs", "seeds", "test films")
+WHOLE_NUMBERS = ("runs", "image size", "unfreeze", "test films")
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
@@ -45,11 +49,9 @@ def _swatches(frame: pd.DataFrame) -> pd.io.formats.style.Styler:
     colors = charts.run_colors({str(i): int(n) for i, n in frame["number"].dropna().items()})
     shown = frame.assign(**{"": ["●" if str(i) in colors else "◆" for i in frame.index],
                             "duration": [duration(s) if pd.notna(s) else "" for s in frame["seconds"]]})
-    columns = [c for c in ["rank", "", *frame.columns] if c in shown.columns and c not in HIDDEN]
-    columns.insert(columns.index("device") + 1 if "device" in columns else len(columns), "duration")
-    shown = shown[list(dict.fromkeys(columns))]
-    return shown.style.apply(lambda col: [f"color: {colors.get(str(i), '#777777')}" for i in col.index],
-                             subset=[""]).format(precision=3, na_rep="")
+    shown = shown[[c for c in COLUMNS if c in shown.columns]]
+    return (shown.style.apply(lambda col: [f"color: {colors.get(str(i), '#777777')}" for i in col.index], subset=[""])
+            .format({c: "{:.0f}" for c in WHOLE_NUMBERS if c in shown.columns} | {"AUC": "{:.3f}"}, na_rep=""))
 
 
 def ranked(frame: pd.DataFrame) -> None:

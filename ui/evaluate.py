@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from pneumo import charts
@@ -122,10 +121,10 @@ def at_threshold(run: Run, data: pd.DataFrame, threshold: float, split: str) -> 
     for place, name in zip(side_by_side("curves", 3), ("roc", "pr", "sweep"), strict=True):
         place.plotly_chart(figures[name], width="stretch")
     with st.expander("Calibration: do the probabilities mean what they say?"):
-        calibration_workbench(run, data, threshold, split, figures["calibration"])
+        calibration_workbench(run, data, threshold, split)
 
 
-def calibration_workbench(run: Run, data: pd.DataFrame, threshold: float, split: str, raw_figure: go.Figure) -> None:
+def calibration_workbench(run: Run, data: pd.DataFrame, threshold: float, split: str) -> None:
     """ECE and Brier on ``split``; temperature scaling fitted on the run's validation split, its
     reliability diagram before and after, and what it does to the calls at ``threshold``."""
     val = on_split(predictions(run), "val")
@@ -143,7 +142,8 @@ def calibration_workbench(run: Run, data: pd.DataFrame, threshold: float, split:
     if not bench.fitted:
         st.info("This run has no validation predictions of both classes, so no temperature can be fitted: the "
                 "diagram shows the probabilities as the model gave them.")
-        st.plotly_chart(raw_figure, width="stretch")
+        st.plotly_chart(charts.reliability((bench.before.predicted, bench.before.observed, bench.before.ece)),
+                        width="stretch")
         return
     c3.metric("Temperature T (fitted on validation)", f"{bench.temperature:.2f}",
               help="Every logit is divided by T: sigmoid(logit(p) / T). T is the value that makes the validation "
@@ -152,7 +152,7 @@ def calibration_workbench(run: Run, data: pd.DataFrame, threshold: float, split:
     if split == "val":
         st.caption("T was fitted on these same validation images, so the scaled curve flatters it: the test split "
                    "is the honest check.")
-    st.plotly_chart(charts.reliability_before_after(
+    st.plotly_chart(charts.reliability(
         (bench.before.predicted, bench.before.observed, bench.before.ece),
         (bench.after.predicted, bench.after.observed, bench.after.ece), bench.temperature), width="stretch")
     st.table(bench.table.style.format("{:.3f}", na_rep="–"))

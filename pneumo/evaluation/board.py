@@ -21,6 +21,7 @@ from pneumo.access import owner_name
 from pneumo.data.sources import short_name
 from pneumo.evaluation import metrics
 from pneumo.evaluation.evaluate import RESAMPLES, on_split
+from pneumo.runs.jobs import SEED_SUFFIX
 from pneumo.runs.monitoring import progress
 from pneumo.runs.store import Run
 from pneumo.training.augment import preset_name
@@ -34,6 +35,8 @@ class Reference:
     """A published result on the official Kermany test films."""
 
     name: str
+    model: str
+    image_size: int | None
     images: str
     auc: float
     accuracy: float
@@ -48,11 +51,12 @@ _KERMANY = ("Kermany DS, Goldbaum M, Cai W, et al. Identifying medical diagnoses
 _MEDMNIST = ("Yang J, Shi R, Wei D, et al. MedMNIST v2 - A large-scale lightweight benchmark for 2D and 3D "
              "biomedical image classification. Scientific Data 2023;10:41.")
 REFERENCES = (
-    Reference("Kermany et al. 2018: InceptionV3 transfer learning", "Kermany test split, full-size films",
+    Reference("Kermany et al. 2018: InceptionV3 transfer learning", "InceptionV3", None,
+              "Kermany test split, full-size films",
               0.968, 0.928, 0.932, 0.901, _KERMANY, "https://doi.org/10.1016/j.cell.2018.02.010"),
-    Reference("MedMNIST v2: ResNet-50 (224)", "the same 624 films at 28 px, enlarged to 224",
+    Reference("MedMNIST v2: ResNet-50 (224)", "ResNet-50", 224, "the same 624 films at 28 px, enlarged to 224",
               0.962, 0.884, None, None, _MEDMNIST, "https://doi.org/10.1038/s41597-022-01721-8"),
-    Reference("MedMNIST v2: Google AutoML Vision", "the same 624 films at 28 px",
+    Reference("MedMNIST v2: Google AutoML Vision", "AutoML Vision", 28, "the same 624 films at 28 px",
               0.991, 0.946, None, None, _MEDMNIST, "https://doi.org/10.1038/s41597-022-01721-8"),
 )
 
@@ -174,7 +178,8 @@ def _row(group: list[Result]) -> dict:
         sd = aucs.std(ddof=1)
         low, high = aucs.mean() - sd, aucs.mean() + sd
         spread = f"± {sd:.3f} sd, {len(group)} runs"
-    row = {"number": first.run.number, "run": first.run.name, "runs": len(group),
+    name = first.run.name if len(group) == 1 else SEED_SUFFIX.sub("", first.run.name)
+    row = {"number": first.run.number, "run": name, "runs": len(group),
            "seeds": ", ".join(map(str, seeds)), "AUC": round(float(aucs.mean()), 3), "AUC spread": spread,
            "AUC low": float(low), "AUC high": float(high)}
     for name in SHOWN:
@@ -209,4 +214,5 @@ def _reference_row(ref: Reference) -> dict:
             "AUC low": None, "AUC high": None,
             "sensitivity": share(ref.sensitivity), "specificity": share(ref.specificity),
             "accuracy": share(ref.accuracy), "threshold": "", "data set": ref.images, "owner": "published",
+            "model": ref.model, "image size": ref.image_size,
             "test films": OFFICIAL_TEST[0], "reason": None}

@@ -53,12 +53,11 @@ class ThresholdFree:
     curves: metrics.Curves
     auc_interval: tuple[float, float]
     sweep: pd.DataFrame  # every metric at 201 thresholds
-    calibration: tuple[np.ndarray, np.ndarray, float]  # predicted, observed, Brier score
 
 
 def threshold_free(labels: np.ndarray, probs: np.ndarray) -> ThresholdFree:
     return ThresholdFree(metrics.curves(labels, probs), metrics.auc_interval(labels, probs, RESAMPLES),
-                         metrics.sweep(labels, probs, np.linspace(0, 1, 201)), metrics.calibration(labels, probs))
+                         metrics.sweep(labels, probs, np.linspace(0, 1, 201)))
 
 
 @dataclass(frozen=True)

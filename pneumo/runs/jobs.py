@@ -111,6 +111,7 @@ def submit(config: TrainConfig, store: RunStore | None = None, by: User = LOCAL,
 
 
 SEEDS = 3  # repeats of an experiment the board pools into mean ± sd
+SEED_SUFFIX = re.compile(r" · seed \d+$")  # added to a repeat's name, taken off the board's pooled row
 
 
 def repeat(run: Run, store: RunStore, by: User = LOCAL, policy: Policy | None = None,
@@ -121,7 +122,7 @@ def repeat(run: Run, store: RunStore, by: User = LOCAL, policy: Policy | None = 
     config = run.config()
     key = config.settings_key()
     taken = {r.config().seed for r in store.runs() if r.damage is None and r.config().settings_key() == key}
-    base = re.sub(r" · seed \d+$", "", run.name)[: MAX_NAME_CHARS - 14]
+    base = SEED_SUFFIX.sub("", run.name)[: MAX_NAME_CHARS - 14]
     queued, seed = [], config.seed
     while len(taken) < seeds:
         seed += 1
