@@ -202,15 +202,17 @@ def unfreeze_diagram(blocks: pd.DataFrame) -> go.Figure:
 # --- evaluation --------------------------------------------------------------------------
 
 
-def threshold_view(name: str, at: AtThreshold, fixed: ThresholdFree) -> dict[str, go.Figure]:
-    """The Evaluate page's figures for one run at one threshold: what a slider move redraws."""
+def threshold_view(name: str, at: AtThreshold, fixed: ThresholdFree, color: str = RUN_COLORS[0]
+                   ) -> dict[str, go.Figure]:
+    """The Evaluate page's figures for one run (in its colour) at one threshold: what a slider move
+    redraws."""
     sensitivity, specificity = at.values["sensitivity"], at.values["specificity"]
     c, curves = at.confusion, fixed.curves
     return {
         "confusion": confusion_matrix(c.tp, c.fp, c.tn, c.fn),
-        "roc": roc({name: (curves.fpr, curves.tpr, curves.auc)}, (1 - specificity, sensitivity)),
+        "roc": roc({name: (curves.fpr, curves.tpr, curves.auc)}, (1 - specificity, sensitivity), {name: color}),
         "pr": precision_recall({name: (curves.recall, curves.precision, curves.average_precision)},
-                               (sensitivity, at.values["ppv"])),
+                               (sensitivity, at.values["ppv"]), {name: color}),
         "sweep": metrics_vs_threshold(fixed.sweep, at.threshold),
     }
 

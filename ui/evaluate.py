@@ -107,7 +107,7 @@ def at_threshold(run: Run, data: pd.DataFrame, threshold: float, split: str) -> 
     labels, probs = data["label"].to_numpy(), data["prob"].to_numpy()
     fixed = _threshold_free(str(run.path), _stamp(run), split)
     at = evaluate.at_threshold(labels, probs, threshold, fixed)
-    figures = charts.threshold_view(run.name, at, fixed)
+    figures = charts.threshold_view(run_labels([run])[run.id], at, fixed, charts.run_colors({0: run.number})[0])
     left, right = side_by_side("confusion", 2)
     left.plotly_chart(figures["confusion"], width="stretch")
     right.dataframe(at.table, hide_index=True, width="stretch")
