@@ -139,7 +139,7 @@ def test_full_journey(browser_page, app_url: str) -> None:
     settle(page, "Compare runs")
     page.get_by_role("button", name="Rename").click()
     settle(page, "Compare runs")
-    expect(page.get_by_role("combobox", name="Run", exact=True)).to_have_value("journey run")
+    expect(page.get_by_role("combobox", name="Run", exact=True)).to_have_value("journey run (synthetic)")
     assert page.get_by_text("journey run").count() >= 1  # in the runs table too
     _shot(page, "05-runs")
     page.get_by_role("link", name="Evaluate").click()
@@ -251,7 +251,7 @@ def test_watch_follows_a_live_run(browser, server: tuple[str, Path]) -> None:
         settle(page, "Start training")
         page.get_by_text("Watch", exact=True).click()
         page.get_by_role("combobox", name="Run", exact=True).click()
-        page.get_by_role("option", name="live run · running").click()
+        page.get_by_role("option", name="live run (synthetic) · running").click()
         expect(page.get_by_text("Epoch 1 of 3", exact=False).first).to_be_visible(timeout=60_000)
         curve = page.locator(".js-plotly-plot").first
         one_epoch = curve.text_content()
@@ -263,7 +263,7 @@ def test_watch_follows_a_live_run(browser, server: tuple[str, Path]) -> None:
         settle(page, "finished on")  # the state change redraws the whole page: wait until it is done
         # The picker is drawn anew with the new label; the old one, still focused from the click
         # above, may linger beside it for a moment, so look for the new one by its value.
-        expect(page.locator('input[aria-label="Run"][value="live run · finished"]')).to_be_visible()
+        expect(page.locator('input[aria-label="Run"][value="live run (synthetic) · finished"]')).to_be_visible()
         assert page.locator('[data-testid="stException"]').count() == 0
         page.screenshot(path=str(SHOTS / "watch-live.png"), full_page=True)
     finally:

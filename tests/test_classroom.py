@@ -86,7 +86,7 @@ def test_students_change_only_their_own_runs_and_the_teacher_any(browser, classr
     try:
         anns.update_status(state=RunState.RUNNING, pid=holder.pid, started=time.time(), device="CPU (held by the test)",
                            epochs_total=3, batches_per_epoch=10)
-        label = f"{HOSTILE_NAME} · running"
+        label = f"{HOSTILE_NAME} (synthetic) · running"
 
         ben = _arrive(browser, url, "Ben")
         _watch(ben, label)

@@ -72,8 +72,8 @@ def cannot_start(store: RunStore, by: User, policy: Policy) -> str | None:
     mine = [r for r in store.runs() if r.owner == by.id and r.damage is None]
     active = sum(r.state.active for r in mine)
     if policy.max_active_runs is not None and active >= policy.max_active_runs:
-        return (f"You have {active} runs queued or training, the most this server allows per person: "
-                "start another when one ends, or stop one.")
+        return (f"You have {active} run{'s' * (active != 1)} queued or training, the most this server allows per "
+                "person: start another when one ends, or stop one.")
     if policy.run_budget_bytes is not None:
         used = sum(r.disk_bytes() for r in mine)
         if used >= policy.run_budget_bytes:

@@ -95,3 +95,15 @@ def test_consecutive_runs_get_different_colours() -> None:
     assert len(set(colors.values())) == 4
     # two runs whose numbers share a colour still differ on one chart
     assert len(set(charts.run_colors({"a": 0, "b": len(charts.RUN_COLORS)}).values())) == 2
+
+
+def test_repeat_stops_at_a_students_run_limit_and_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pneumo.access import Mode, Policy, class_user
+
+    monkeypatch.setattr(jobs, "schedule", lambda store: None)
+    ada = class_user("Ada")
+    store = RunStore()
+    first = finished_run("cnn")
+    queued, refused = jobs.repeat(first, store, by=ada, policy=Policy(mode=Mode.CLASS, max_active_runs=1))
+    assert len(queued) == 1 and queued[0].owner == ada.id  # the repeat is Ada's, not the original's owner
+    assert "You have 1 run queued or training" in refused
