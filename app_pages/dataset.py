@@ -1,4 +1,8 @@
-"""Dataset page: what is in the data set before anything is trained on it."""
+"""Dataset page: what is in the data set before anything is trained on it.
+
+Only the chosen section is computed and drawn (tabs would draw all of them on every rerun): the
+first screen of a fresh server needs the class balance, nothing else.
+"""
 
 import streamlit as st
 
@@ -17,20 +21,16 @@ if image_set.records.empty:
 split = dataset.split_picker(image_set.records, choice)
 dataset.headline(image_set)
 
-names = ["Class balance", "Patients", "Images", "Leakage", "Gallery"]
-radiology = dataset.has_radiology(image_set)
-tabs = st.tabs([*names, "Radiology"] if radiology else names)
-balance, patients, images, leakage, gallery = tabs[:5]
-if radiology:
-    with tabs[5]:
-        dataset.radiology(image_set)
-with balance:
-    dataset.class_balance(image_set.records, split)
-with patients:
-    dataset.patients(image_set, split)
-with images:
-    dataset.images(image_set)
-with leakage:
-    dataset.leakage(image_set, split)
-with gallery:
-    dataset.gallery(image_set, split)
+sections = {
+    "Class balance": lambda: dataset.class_balance(image_set.records, split),
+    "Patients": lambda: dataset.patients(image_set, split),
+    "Images": lambda: dataset.images(image_set),
+    "Leakage": lambda: dataset.leakage(image_set, split),
+    "Gallery": lambda: dataset.gallery(image_set, split),
+}
+if dataset.has_radiology(image_set):
+    sections["Radiology"] = lambda: dataset.radiology(image_set)
+if st.session_state.get("ds_section") not in sections:  # e.g. Radiology, then a set without it
+    st.session_state["ds_section"] = "Class balance"
+chosen = st.segmented_control("Section", list(sections), key="ds_section", label_visibility="collapsed")
+sections[chosen or "Class balance"]()

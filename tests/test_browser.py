@@ -68,7 +68,7 @@ def test_dataset_page_renders_statistics(browser_page, app_url: str) -> None:
     page.screenshot(path=str(SHOTS / "dataset-balance.png"))
     for tab, text in (("Images", "Mean image per class"), ("Leakage", "No identical image"),
                       ("Gallery", "matching images")):
-        page.get_by_role("tab", name=tab).click()
+        page.get_by_role("button", name=tab, exact=True).click()
         settle(page, text)
         page.screenshot(path=str(SHOTS / f"dataset-{tab.lower()}.png"))
     assert page.locator('[data-testid="stImage"]').count() >= 6

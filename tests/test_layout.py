@@ -77,7 +77,7 @@ def test_every_page_reads_on_a_projector_and_a_full_hd_screen(app_url: str, widt
             name = (view or link).lower().replace(" ", "-")
             page.screenshot(path=str(SHOTS / f"projector-{name}-{width}.png"))
             drawn[name] = page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')]
-                .filter(e => e.offsetParent !== null)  // charts in closed tabs and expanders are not drawn
+                .filter(e => e.offsetParent !== null)  // charts in closed expanders are not drawn
                 .map(e => { const r = e.getBoundingClientRect();
                             return {title: e.querySelector('.gtitle')?.textContent ?? '', left: r.left,
                                     width: r.width}; })""")

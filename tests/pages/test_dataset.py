@@ -46,6 +46,8 @@ def test_opens_on_synthetic_and_says_so() -> None:
     assert at.metric[0].value == "2,600"
     assert "NORMAL ×" in _text(at)  # class weights shown
     assert "Images per split and class" in at.get("plotly_chart")[0].proto.spec
+    assert "No identical image" not in _text(at)  # the first screen draws only the class balance
+    at.segmented_control(key="ds_section").set_value("Leakage").run()
     assert "No identical image" in _text(at)
 
 
@@ -108,6 +110,8 @@ def test_switching_split_view_and_gallery_filters() -> None:
     split_radio = next(r for r in at.radio if r.label == "Split")
     split_radio.set_value(split_radio.options[1]).run()
     assert not at.exception
+    assert "gallery_class" not in [s.key for s in at.selectbox]  # only the chosen section is drawn
+    at.segmented_control(key="ds_section").set_value("Gallery").run()
     at.selectbox(key="gallery_class").set_value("PNEUMONIA").run()
     at.selectbox(key="gallery_subtype").set_value("virus").run()
     assert not at.exception
@@ -153,8 +157,9 @@ def test_an_rsna_folder_shows_what_is_missing_the_split_and_the_radiology(tmp_pa
     infos = " ".join(as_read(i.value) for i in at.info)
     assert "1 of the 10 labelled patients have no image" in infos and "stray.dcm" in infos
     assert "no official split" in infos
-    assert [t.label for t in at.tabs][-1] == "Radiology"
-    assert len(at.get("plotly_chart")) >= 5  # + boxes per film, box share, view, sex, age
+    assert at.segmented_control(key="ds_section").options[-1] == "Radiology"
+    at.segmented_control(key="ds_section").set_value("Radiology").run()
+    assert len(at.get("plotly_chart")) >= 4  # boxes per film, box share, view, sex, age
     assert any("boxes on 4 films" in as_read(c.value) for c in at.caption)
 
 
