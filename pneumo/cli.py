@@ -20,7 +20,7 @@ from pathlib import Path
 from pneumo.access import LOCAL
 from pneumo.runs.store import RunState, RunStore
 from pneumo.training.augment import PRESETS, TRANSFORMS, Augmentation, preset_name
-from pneumo.training.config import OPTIONS, TrainConfig
+from pneumo.training.config import OPTIONS, RUN_PRESETS, TrainConfig
 
 
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
@@ -56,17 +56,27 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(**values, augmentation=Augmentation(**augmentation))
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command and its options; ``train --preset`` moves the defaults, options given still win."""
     parser = argparse.ArgumentParser(prog="python -m pneumo", description="pneumo training from the command line")
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="train a model (foreground, with a progress bar)")
     _add_config_options(train)
+    train.add_argument("--preset", choices=list(RUN_PRESETS), default="recommended",
+                       help="starting settings for a CNN run; options given as well override them")
     train.add_argument("--queue", action="store_true", help="hand the run to the queue and return at once")
     commands.add_parser("runs", help="list runs")
     for name in ("stop", "resume"):
         commands.add_parser(name, help=f"{name} a run").add_argument("run")
     commands.add_parser("worker", help=argparse.SUPPRESS).add_argument("run_dir", type=Path)
-    args = parser.parse_args(argv)
+    args, _ = parser.parse_known_args(argv)
+    if args.command == "train":
+        train.set_defaults(**RUN_PRESETS[args.preset])
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
 
     if args.command == "train":
         sys.exit(_train(config_from_args(args), queue=args.queue))

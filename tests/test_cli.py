@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pneumo.cli import config_from_args, main
+from pneumo.cli import config_from_args, main, parse
 from pneumo.runs.store import RunStore
 from tests.conftest import ROOT
 
@@ -51,3 +51,11 @@ def test_every_option_maps_to_the_config() -> None:
     assert (config.model, config.unfreeze, config.weights) == ("resnet50", 100, "none")
     assert config.augmentation.flip and config.augmentation.rotation == 0.1 and config.augmentation.zoom == 0.25
     assert not config.class_weights and config.cyclical_lr
+
+
+def test_a_preset_moves_the_defaults_and_options_given_still_win() -> None:
+    from pneumo.training.config import TrainConfig
+
+    assert config_from_args(parse(["train", "--preset", "demo"])) == TrainConfig.for_model("cnn", "demo")
+    assert config_from_args(parse(["train", "--preset", "demo", "--epochs", "5"])).epochs == 5
+    assert config_from_args(parse(["train"])) == TrainConfig()

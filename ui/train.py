@@ -17,12 +17,15 @@ from pneumo.data.sources import DatasetError, ImageSet
 from pneumo.runs import jobs, monitoring
 from pneumo.runs.store import Run, RunState, RunStore
 from pneumo.training.augment import PRESETS, TRANSFORMS, Augmentation, preset_name, preview
-from pneumo.training.config import MAX_NAME_CHARS, MODEL_DEFAULTS, MODELS, OPTIONS, TrainConfig
+from pneumo.training.config import MAX_NAME_CHARS, MODEL_DEFAULTS, MODELS, OPTIONS, RUN_PRESETS, TrainConfig
 from ui.common import DatasetChoice, plain, policy, run_labels, run_picker, side_by_side, synthetic_banner
 from ui.identity import current_user
 
 POLL_SECONDS = 2.0
 MODEL_NAMES = {"cnn": "Custom CNN", "resnet50": "ResNet50 transfer learning"}
+PRESET_NAMES = {"recommended": "Recommended", "demo": "Demo (quick, for a lesson)"}
+PRESET_HELP = ("Recommended: the best test AUC this CNN reaches in about a seed-epoch. Demo: a smaller, shorter run "
+               "that reaches a useful model while the class waits (README, Performance).")
 WEIGHT_SOURCES = {"imagenet": "ImageNet weights", "none": "scratch (no weights)", "file": "a .h5 weights file"}
 
 
@@ -72,17 +75,30 @@ def _input(name: str, default: TrainConfig, key: str = "", suffix: str = "") -> 
     return st.number_input(label, kind(option.low), kind(option.high), value, format=option.format, **common)
 
 
+def _forget_form() -> None:
+    """A new preset: the form's fields start again from its settings (a keyed widget would keep the
+    value it has rather than take a new default)."""
+    for key in [k for k in st.session_state if str(k).startswith("tr_") and k not in ("tr_model", "tr_preset")]:
+        del st.session_state[key]
+
+
 def new_run(choice: DatasetChoice, image_set: ImageSet) -> None:
     st.caption(f"Data: **{plain(image_set.name)}**, validation carved from train: {choice.val_fraction:.0%} "
                "(set both in the sidebar).")
     model = st.radio(OPTIONS["model"].label, MODELS, MODELS.index(TrainConfig().model), horizontal=True,
                      key="tr_model", format_func=MODEL_NAMES.get, help=OPTIONS["model"].help)
-    default = TrainConfig.for_model(model)
+    preset = "recommended"
+    if model == "cnn":
+        st.session_state.setdefault("tr_preset", "recommended")
+        preset = st.segmented_control("Start from", list(RUN_PRESETS), key="tr_preset", format_func=PRESET_NAMES.get,
+                                      on_change=_forget_form, help=PRESET_HELP) or "recommended"
+    default = TrainConfig.for_model(model, preset)
     left, right = st.columns(2)
     with left:
         st.markdown("**Model and data**")
         # Starts at the sidebar's working size, unless the model has its own (ResNet50: ImageNet's).
-        follows_sidebar = "image_size" not in MODEL_DEFAULTS[model] and choice.size in OPTIONS["image_size"].choices
+        follows_sidebar = ("image_size" not in {**MODEL_DEFAULTS[model], **RUN_PRESETS[preset]}
+                           and choice.size in OPTIONS["image_size"].choices)
         size_start = default.with_(image_size=choice.size) if follows_sidebar else default
         values: dict = {"model": model, "image_size": _input("image_size", size_start, key=f"tr_size_{model}")}
         if model == "cnn":

@@ -111,6 +111,10 @@ OPTIONS: dict[str, Option] = {
 # The form's starting point where it depends on the model: ResNet50 at ImageNet's own size, and
 # fewer head-only epochs since phase 2 trains more. TrainConfig's defaults are the CNN's.
 MODEL_DEFAULTS: dict[str, dict] = {"cnn": {}, "resnet50": {"image_size": 224, "epochs": 5}}
+# Named starting points for a CNN run, picked on the Train page or with ``--preset``: each sets some
+# fields, the others keep TrainConfig's defaults. "demo" is for starting during a lesson: test AUC
+# >= 0.95 on the real Kermany set within a quarter of a seed-epoch (README, bench/training_auc.py).
+RUN_PRESETS: dict[str, dict] = {"recommended": {}, "demo": {"image_size": 96, "epochs": 2}}
 
 
 @dataclass(frozen=True)
@@ -171,9 +175,10 @@ class TrainConfig:
         return cls(**values, augmentation=Augmentation.from_dict(augmentation))
 
     @classmethod
-    def for_model(cls, model: str) -> TrainConfig:
-        """The recommended settings for ``model``: the defaults with ``MODEL_DEFAULTS`` applied."""
-        return cls(model=model, **MODEL_DEFAULTS[model])
+    def for_model(cls, model: str, preset: str = "recommended") -> TrainConfig:
+        """The settings a run of ``model`` starts from: the defaults with ``MODEL_DEFAULTS`` and, for
+        the CNN, the preset's settings applied."""
+        return cls(model=model, **MODEL_DEFAULTS[model], **(RUN_PRESETS[preset] if model == "cnn" else {}))
 
     def settings_key(self) -> str:
         """What makes two runs repeats of one experiment: every setting but the seed and the name."""

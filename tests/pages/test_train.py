@@ -156,3 +156,16 @@ def test_runs_table_lists_runs_and_damaged_ones(trained_run: Path, monkeypatch: 
     assert set(table["status"]) == {"finished", "damaged"}
     assert "config.json is unreadable" in " ".join(table["problem"].astype(str))
     assert table.loc[table["status"] == "finished", "name"].item() == "tiny CNN"
+
+
+def test_the_demo_preset_sets_the_form_and_recommended_sets_it_back() -> None:
+    from pneumo.training.config import RUN_PRESETS
+
+    at = page_app("train").run()
+    at.segmented_control(key="tr_preset").set_value("demo").run()
+    assert not at.exception
+    demo = TrainConfig.for_model("cnn", "demo")
+    assert at.number_input(key="tr_epochs_cnn").value == demo.epochs
+    assert at.select_slider(key="tr_size_cnn").value == RUN_PRESETS["demo"].get("image_size", demo.image_size)
+    at.segmented_control(key="tr_preset").set_value("recommended").run()
+    assert at.number_input(key="tr_epochs_cnn").value == TrainConfig().epochs
