@@ -54,10 +54,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder", nargs="?", type=Path, default=DEFAULT)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--seed-epoch", type=float, help="seconds of a seed-epoch measured before (exploring "
+                                                          "settings); the README's figures measure it in the run")
     args, options = parser.parse_known_args()
     if not args.folder.is_dir():
         sys.exit(f"no data at {args.folder}")
-    unit = seed_epoch(args.folder)
+    unit = args.seed_epoch or seed_epoch(args.folder)
     print(f"one seed-epoch on this machine: {unit:.0f} s; options: {' '.join(options) or 'defaults'}")
     print(f"{'seed':>4}{'test AUC':>10}{'acc@0.5':>9}{'epochs':>8}{'wall s':>8}{'seed-epochs':>13}")
     results = []

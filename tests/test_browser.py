@@ -68,10 +68,11 @@ def test_dataset_page_renders_statistics(browser_page, app_url: str) -> None:
     page.screenshot(path=str(SHOTS / "dataset-balance.png"))
     for tab, text in (("Images", "Mean image per class"), ("Leakage", "No identical image"),
                       ("Gallery", "matching images")):
-        page.get_by_role("button", name=tab, exact=True).click()
+        page.get_by_role("radio", name=tab, exact=True).click()  # the section picker
         settle(page, text)
         page.screenshot(path=str(SHOTS / f"dataset-{tab.lower()}.png"))
-    assert page.locator('[data-testid="stImage"]').count() >= 6
+    expect(page.locator('[data-testid="stImage"]').nth(5)).to_be_visible()  # the gallery's pictures
+    page.screenshot(path=str(SHOTS / "dataset-gallery.png"))
 
 
 @pytest.mark.parametrize("name", ["Train", "Evaluate", "Predict"])
