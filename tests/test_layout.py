@@ -76,7 +76,7 @@ def test_every_page_reads_on_a_projector_and_a_full_hd_screen(app_url: str, widt
         for link, view, text, charts in PAGES:
             _open(page, link, view, text)
             if charts:  # Plotly draws in the browser after the script has ended: a busy machine lags
-                page.locator(".js-plotly-plot").last.wait_for()
+                page.locator(".js-plotly-plot").first.wait_for()
             name = (view or link).lower().replace(" ", "-")
             page.screenshot(path=str(SHOTS / f"projector-{name}-{width}.png"))
             drawn[name] = page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')]
