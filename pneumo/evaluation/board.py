@@ -17,17 +17,17 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pneumo.access import owner_name
 from pneumo.data.sources import short_name
 from pneumo.evaluation import metrics
 from pneumo.evaluation.evaluate import RESAMPLES, on_split
+from pneumo.runs import monitoring
 from pneumo.runs.jobs import SEED_SUFFIX
-from pneumo.runs.monitoring import progress
 from pneumo.runs.store import Run
-from pneumo.training.augment import preset_name
 
 OFFICIAL_TEST = (624, 390)  # films, of which pneumonia: Kermany's test split (and PneumoniaMNIST's)
 DEFAULT_THRESHOLD = 0.5  # for runs whose threshold nobody chose on the Evaluate page
+# What a board row says of how a run was trained: the runs table's columns (monitoring.summary).
+TRAINED = ("data set", "model", "image size", "epochs", "augmentation", "unfreeze", "owner", "device")
 
 
 @dataclass(frozen=True)
@@ -132,14 +132,9 @@ def result(run: Run, predictions: pd.DataFrame) -> Result | None:
         return None
     saved = run.threshold()
     threshold = float(saved["value"]) if saved else DEFAULT_THRESHOLD
-    config, status = run.config(), run.status()
-    row = {"data set": short_name(config.dataset),
-           "model": "ResNet50" if config.model == "resnet50" else "CNN",
-           "image size": config.image_size, "epochs": f"{len(run.history())}/{config.total_epochs}",
-           "augmentation": preset_name(config.augmentation),
-           "unfreeze": config.unfreeze if config.model == "resnet50" else None,
-           "owner": owner_name(run.owner), "seconds": progress(run).elapsed if status.get("started") else None,
-           "device": status.get("device", "")}
+    summary = monitoring.summary(run)  # what the runs table says of it
+    row = {key: summary[key] for key in TRAINED}
+    row["seconds"] = monitoring.progress(run).elapsed if run.status().get("started") else None
     return Result(run, test_set(run, predictions), float(metrics.curves(labels, probs).auc),
                   metrics.auc_interval(labels, probs, RESAMPLES), threshold, saved is not None,
                   metrics.confusion(labels, probs, threshold).metrics(), row)

@@ -182,13 +182,19 @@ class Run:
             return None
 
     @property
-    def number(self) -> int:
-        """The run's place in the order runs were created (it picks the run's colour on every chart);
-        runs from before numbers were recorded get one from their id."""
+    def recorded_number(self) -> int | None:
+        """The number ``RunStore.create`` gave the run; None for runs from before numbers were kept."""
         try:
             return int(self.status()["number"])
         except (OSError, ValueError, KeyError, TypeError):
-            return zlib.crc32(self.id.encode())
+            return None
+
+    @property
+    def number(self) -> int:
+        """The run's place in the order runs were created (it picks the run's colour on every chart);
+        runs from before numbers were recorded get one from their id."""
+        recorded = self.recorded_number
+        return zlib.crc32(self.id.encode()) if recorded is None else recorded
 
     def require(self, user: User, action: str) -> None:
         """Forbidden unless ``user`` may ``action`` (stop, resume, rename, delete) this run."""
@@ -282,12 +288,7 @@ class RunStore:
     def _next_number(self) -> int:
         """One more than the highest run number: consecutive runs get consecutive numbers (and so
         different colours), and deleting a run changes no other run's number."""
-        numbers = []
-        for run in self.runs():
-            try:
-                numbers.append(int(run.status()["number"]))
-            except (OSError, ValueError, KeyError, TypeError):
-                continue
+        numbers = [n for run in self.runs() if (n := run.recorded_number) is not None]
         return max(numbers, default=-1) + 1
 
     def runs(self) -> list[Run]:
