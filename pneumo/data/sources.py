@@ -106,21 +106,31 @@ def parse_spec(spec: str) -> Source:
     return FolderSource(path)
 
 
+def spec_kind(spec: str) -> str:
+    """What a spec names, from its text alone (no disk access): synthetic, pneumoniamnist (a
+    download or a local .npz), csv or folder."""
+    spec = spec.strip()
+    if spec == "synthetic" or spec.startswith("synthetic:"):
+        return "synthetic"
+    suffix = Path(spec.partition("?")[0]).suffix.lower()
+    if spec.lower().startswith("pneumoniamnist:") or suffix == ".npz":
+        return "pneumoniamnist"
+    return "csv" if suffix == ".csv" else "folder"
+
+
 def short_name(spec: str) -> str:
     """A data set in a few words for tables, pickers and legends: no disk access, and no server
     path (a folder is named by its last part)."""
-    spec = spec.strip()
-    if spec == "synthetic" or spec.startswith("synthetic:"):
+    spec, kind = spec.strip(), spec_kind(spec)
+    path = Path(spec.partition("?")[0])
+    if kind == "synthetic":
         seed = spec.partition(":")[2]
         return "synthetic" + (f" seed {seed}" if seed not in ("", "0") else "")
-    if spec.lower().startswith("pneumoniamnist:"):
-        return f"PneumoniaMNIST {spec.partition(':')[2]} px"
-    path = Path(spec.partition("?")[0])
-    if path.suffix.lower() == ".npz":
+    if kind == "pneumoniamnist" and path.suffix.lower() == ".npz":
         return f"PneumoniaMNIST {path.name}"
-    if path.suffix.lower() == ".csv":
-        return f"CSV {path.name}"
-    return f"folder {path.name or spec}"
+    if kind == "pneumoniamnist":
+        return f"PneumoniaMNIST {spec.partition(':')[2]} px"
+    return f"CSV {path.name}" if kind == "csv" else f"folder {path.name or spec}"
 
 
 def _digest(data: bytes) -> str:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pneumo.data.sources import short_name
+from pneumo.data.sources import spec_kind
 from pneumo.evaluation import metrics
 from pneumo.evaluation.evaluate import RESAMPLES, on_split
 from pneumo.runs import monitoring
@@ -84,14 +84,15 @@ class TestSet:
 def test_set(run: Run, predictions: pd.DataFrame, split: str = "test") -> TestSet:
     """The films ``run`` was scored on in ``split``; only a test split can be the official one."""
     spec = run.config().dataset
+    kind = spec_kind(spec)
     scored = on_split(predictions, split)
     films, pneumonia = len(scored), int(scored["label"].sum())
-    family = spec if spec.startswith("synthetic") else "mnist" if "mnist" in short_name(spec).lower() else "films"
+    family = spec.strip() if kind == "synthetic" else kind  # each synthetic seed draws other films
     pairs = sorted(zip(scored["id"].astype(str), scored["label"].astype(int), strict=True))
     key = hashlib.sha1(json.dumps([family, pairs]).encode()).hexdigest()[:16]
     if split != "test":
         reason = f"{split} films, not a test split"
-    elif spec.startswith("synthetic"):
+    elif kind == "synthetic":
         reason = "synthetic images (drawn by a program, not real films)"
     elif _carved(run):
         reason = "test films carved from its data set by pneumo, not the official split"
