@@ -78,6 +78,11 @@ def _watch(page, run_label: str) -> None:
     settle(page, "Log (last lines)")
 
 
+def _stop_button(page):
+    """The run's Stop button, not the one Streamlit's header shows while a script or fragment reruns."""
+    return page.locator('[data-testid="stMainBlockContainer"]').get_by_role("button", name="Stop", exact=True)
+
+
 def test_students_change_only_their_own_runs_and_the_teacher_any(browser, classroom: tuple[str, Path]) -> None:
     url, runs_root = classroom
     store = RunStore(runs_root)
@@ -91,7 +96,7 @@ def test_students_change_only_their_own_runs_and_the_teacher_any(browser, classr
         ben = _arrive(browser, url, "Ben")
         _watch(ben, label)
         expect(ben.get_by_text("Started by Ann: only they or the teacher can stop")).to_be_visible()
-        assert ben.get_by_role("button", name="Stop").count() == 0
+        assert _stop_button(ben).count() == 0
         # The name reads as typed (invisible word joiners aside): no link, no remote image, no colour.
         assert HOSTILE_NAME in ben.locator('[data-testid="stMainBlockContainer"]').inner_text().replace(WORD_JOINER, "")
         assert ben.locator('a[href*="evil.example"], img[src*="evil.example"]').count() == 0
@@ -103,11 +108,11 @@ def test_students_change_only_their_own_runs_and_the_teacher_any(browser, classr
 
         ann = _arrive(browser, url, "Ann")
         _watch(ann, label)
-        expect(ann.get_by_role("button", name="Stop")).to_be_visible()
+        expect(_stop_button(ann)).to_be_visible()
 
         teacher = _arrive(browser, url, "Ms Lee", PASSCODE)
         _watch(teacher, label)
-        teacher.get_by_role("button", name="Stop").click()
+        _stop_button(teacher).click()
         expect(teacher.get_by_text("Stopping after the current batch")).to_be_visible()
         assert anns.file("stop").exists()  # the flag the trainer checks after every batch
         teacher.screenshot(path=str(ROOT / "artifacts" / "screenshots" / "classroom-teacher.png"), full_page=True)
