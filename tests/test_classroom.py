@@ -19,7 +19,7 @@ from playwright.sync_api import expect, sync_playwright
 from pneumo.access import class_user
 from pneumo.runs.store import RunState, RunStore
 from pneumo.training.config import TrainConfig
-from tests.appserver import BROWSER_MARKS, ROOT, launch_chromium, settle, streamlit_server
+from tests.appserver import BROWSER_MARKS, ROOT, launch_chromium, settle, streamlit_server, wait_until_drawn
 from ui.common import WORD_JOINER
 
 PASSCODE = "chalk-and-talk"
@@ -61,6 +61,9 @@ def _arrive(browser, url: str, name: str, passcode: str = ""):
     field.fill(name)
     field.press("Enter")
     expect(page.get_by_text("Type a name first")).to_have_count(0)
+    # The rerun after the name leaves the old sidebar on screen until it ends: wait for one of each.
+    wait_until_drawn(page, "Teacher")
+    expect(page.get_by_text("Teacher", exact=True)).to_have_count(1)
     if passcode:
         page.get_by_text("Teacher", exact=True).click()
         page.get_by_role("textbox", name="Passcode").fill(passcode)
