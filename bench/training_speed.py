@@ -100,7 +100,8 @@ def main() -> None:
     for _ in range(args.repeats):  # alternate a and b: on a shared machine the order alone moves figures by 20 %
         keras.utils.set_random_seed(0)
         a_runs.append(timed_fit(compiled(models.build(config)),
-                                pipeline.batches(images, labels, batch, True).repeat(), args.steps, batch))
+                                pipeline.batches(image_set.images, np.flatnonzero(train), labels, batch,
+                                                 True).repeat(), args.steps, batch))
         keras.utils.set_random_seed(0)
         b_runs.append(timed_fit(compiled(models.build(config)), tensors[0], args.steps, batch, y=tensors[1],
                                 batch_size=batch))

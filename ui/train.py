@@ -102,7 +102,7 @@ def new_run(choice: DatasetChoice, image_set: ImageSet) -> None:
         size_start = default.with_(image_size=choice.size) if follows_sidebar else default
         values: dict = {"model": model, "image_size": _input("image_size", size_start, key=f"tr_size_{model}")}
         if model == "cnn":
-            for name in ("cnn_blocks", "cnn_filters", "cnn_dense"):
+            for name in ("cnn_blocks", "cnn_filters", "cnn_dense", "cnn_strided_stem"):
                 values[name] = _input(name, default)
         else:
             values.update(_resnet_options(default))

@@ -72,6 +72,8 @@ OPTIONS: dict[str, Option] = {
     "cnn_dense": Option("Dense units before the output", "An extra dense layer before the output; 0 = none, the "
                                                          "pooled features feed the output directly (learns fastest).",
                         0, 2048, choices=(0, 32, 64, 128, 256)),
+    "cnn_strided_stem": Option("Strided first block", "The first conv block steps two pixels at a time instead "
+                                                      "of pooling: about half the training time at the same size."),
     "dropout": Option("Dropout", "Share of features dropped in training, against overfitting.", 0.0, 0.8, step=0.05),
     "weights": Option("Start from", "ResNet50's starting weights: imagenet, none (from scratch) or a path to a .h5 "
                                     "weights file."),
@@ -128,6 +130,7 @@ class TrainConfig:
     # Custom CNN: blocks of Conv2D + BatchNorm + ReLU + MaxPool, filters doubling each block.
     cnn_filters: int = 16
     cnn_blocks: int = 5
+    cnn_strided_stem: bool = False  # first block: a stride-2 conv instead of conv + max-pool
     cnn_dense: int = 0  # units of an extra dense layer before the output; 0 = none (learns fastest)
     dropout: float = 0.3
     # ResNet50 transfer learning.

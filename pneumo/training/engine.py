@@ -31,6 +31,8 @@ from pneumo.training import models, pipeline
 from pneumo.training.callbacks import RunMonitor, TriangularCyclicLR
 from pneumo.training.config import TrainConfig
 
+SCORING_BATCH = 64  # films per step when writing predictions and the familiarity summary
+
 
 class TrainingError(RuntimeError):
     """A run that cannot go on, with a reason meant for the user."""
@@ -61,15 +63,17 @@ def _train(run: Run, config: TrainConfig, dev: str, verbose: int) -> tuple[RunSt
         raise TrainingError("invalid configuration: " + "; ".join(problems))
     image_set = cache.load(parse_spec(config.dataset), config.image_size)
     split = splits.assign_splits(image_set.records, config.val_fraction, config.seed).to_numpy()
-    data = {name: _subset(image_set, split == name) for name in ("train", "val", "test")}
+    labels = image_set.records["label"].to_numpy()
+    rows = {name: np.flatnonzero(split == name) for name in ("train", "val", "test")}
+    data = {name: (which, labels[which]) for name, which in rows.items()}  # rows of the cache, their labels
     _check_data(data)
 
     keras.utils.set_random_seed(config.seed)
     policy = device.set_precision(config.mixed_precision)
     _write_environment(run, dev, policy, image_set.split_note)
     weights = pipeline.class_weights(data["train"][1]) if config.class_weights else None
-    train_ds = pipeline.batches(*data["train"], config.batch_size, shuffle=True, seed=config.seed)
-    val_ds = pipeline.batches(*data["val"], config.batch_size, shuffle=False)
+    train_ds = pipeline.batches(image_set.images, *data["train"], config.batch_size, shuffle=True, seed=config.seed)
+    val_ds = pipeline.batches(image_set.images, *data["val"], config.batch_size, shuffle=False)
     steps = math.ceil(len(data["train"][1]) / config.batch_size)
 
     with device.strategy().scope():
@@ -97,10 +101,6 @@ def _train(run: Run, config: TrainConfig, dev: str, verbose: int) -> tuple[RunSt
     _write_outputs(run, model, image_set, split)
     _remove_checkpoints(run)
     return RunState.FINISHED, _early_stop_note(run, config)
-
-
-def _subset(image_set: ImageSet, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return np.asarray(image_set.images[mask]), image_set.records["label"].to_numpy()[mask]
 
 
 def _check_data(data: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
@@ -177,7 +177,7 @@ def _write_outputs(run: Run, model: keras.Model, image_set: ImageSet, split: np.
         mask = split == name
         if not mask.any():
             continue
-        probs = scorer.predict(_films(image_set, mask), batch_size=64, verbose=0).reshape(-1)
+        probs = scorer.predict(_films(image_set, np.flatnonzero(mask)), verbose=0).reshape(-1)
         frames.append(pd.DataFrame({"split": name, "id": records["id"][mask].to_numpy(),
                                     "label": records["label"][mask].to_numpy(), "prob": probs,
                                     "patient": records["patient"][mask].to_numpy()}))
@@ -185,15 +185,15 @@ def _write_outputs(run: Run, model: keras.Model, image_set: ImageSet, split: np.
     features = familiarity.feature_extractor(scorer)
     train = np.flatnonzero(split == "train")
     train = np.sort(np.random.default_rng(0).permutation(train)[:familiarity.MAX_TRAIN_FILMS])
-    summary = familiarity.Familiarity.fit(features.predict(_films(image_set, train), batch_size=64, verbose=0),
-                                          features.predict(_films(image_set, split == "val"), batch_size=64,
+    summary = familiarity.Familiarity.fit(features.predict(_films(image_set, train), verbose=0),
+                                          features.predict(_films(image_set, np.flatnonzero(split == "val")),
                                                            verbose=0))
     replace_atomically(run.file(familiarity.FILE), summary.save)
 
 
-def _films(image_set: ImageSet, which: np.ndarray) -> np.ndarray:
-    """The chosen films as a model takes them: (n, S, S, 1) float32, 0-255."""
-    return np.asarray(image_set.images[which], dtype=np.float32)[..., None]
+def _films(image_set: ImageSet, rows: np.ndarray) -> tf.data.Dataset:
+    """The chosen films in order, as a model takes them, read from the cache a batch at a time."""
+    return pipeline.batches(image_set.images, rows, np.zeros(len(rows)), SCORING_BATCH, shuffle=False)
 
 
 def _remove_checkpoints(run: Run) -> None:

@@ -1,7 +1,7 @@
 """What training feeds the model: the tf.data input pipeline and the class weights of the loss.
 
-Images stay uint8 in one tensor; each step gathers a shuffled batch of indices and casts
-only that batch to float32, so shuffling costs nothing and memory stays at one byte a pixel.
+Images stay uint8 where they are (the cache's memory map); each step reads a shuffled batch of
+rows and casts only that batch to float32, so memory does not grow with the data set.
 Augmentation is not here: it is the first layers of the model (see ``pneumo.training.augment``).
 
 TensorFlow is imported only where batches are made: the Dataset page shows ``class_weights``
@@ -33,17 +33,29 @@ def class_weights(labels: np.ndarray) -> dict[int, float]:
     return {int(c): float(w) for c, w in zip(classes, weights, strict=True)}
 
 
-def batches(images: np.ndarray, labels: np.ndarray, batch_size: int, shuffle: bool, seed: int = 0) -> tf.data.Dataset:
-    """(float32 N x S x S x 1 in 0..255, float32 labels) batches, shuffled each epoch if asked."""
+def batches(images: np.ndarray, rows: np.ndarray, labels: np.ndarray, batch_size: int, shuffle: bool,
+            seed: int = 0) -> tf.data.Dataset:
+    """(float32 B x S x S x 1 in 0..255, float32 labels) batches of ``images[rows]``, shuffled each
+    epoch if asked; ``labels`` go with ``rows``.
+
+    ``images`` may be the cache's memory map: each step reads only its batch from it, so memory
+    does not grow with the number of films (bench/scaling.py), and shuffling costs nothing.
+    """
     import tensorflow as tf
 
-    pixels = tf.constant(np.ascontiguousarray(images, dtype=np.uint8))
-    targets = tf.constant(np.asarray(labels, dtype=np.float32))
-    indices = tf.data.Dataset.range(len(images))
+    rows, labels = np.asarray(rows, dtype=np.int64), np.asarray(labels, dtype=np.float32)
+    side = images.shape[1:]
+
+    def read(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return images[rows[positions]].astype(np.float32)[..., None], labels[positions]
+
+    def gather(positions: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        films, targets = tf.numpy_function(read, [positions], (tf.float32, tf.float32), stateful=False)
+        films.set_shape((None, *side, 1))
+        targets.set_shape((None,))
+        return films, targets
+
+    order = tf.data.Dataset.range(len(rows))
     if shuffle:
-        indices = indices.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
-
-    def gather(idx: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        return tf.cast(tf.gather(pixels, idx), tf.float32)[..., None], tf.gather(targets, idx)
-
-    return indices.batch(batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+        order = order.shuffle(len(rows), seed=seed, reshuffle_each_iteration=True)
+    return order.batch(batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
