@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Hashable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -11,7 +12,9 @@ import plotly.express as px
 import plotly.graph_objects as go
 
 from pneumo.data.sources import CLASSES
-from pneumo.evaluation.evaluate import AtThreshold, ThresholdFree
+
+if TYPE_CHECKING:  # scikit-learn, under evaluation, takes 1.5 s to load: the Dataset page needs neither
+    from pneumo.evaluation.evaluate import AtThreshold, ThresholdFree
 
 CLASS_COLORS = {"NORMAL": "#1f77b4", "PNEUMONIA": "#ff7f0e"}
 # Runs: one colour each, told apart also by colour-blind eyes (Okabe & Ito's palette without its

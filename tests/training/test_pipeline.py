@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sklearn.utils.class_weight import compute_class_weight
 
 from pneumo.training import pipeline
 
@@ -17,6 +18,8 @@ def test_training_class_weights_are_balanced_and_unrounded() -> None:
     weights = pipeline.class_weights(labels)
     assert weights == {0: 20 / (2 * 7), 1: 20 / (2 * 13)}
     assert weights[0] != round(weights[0], 3) and weights[1] != round(weights[1], 3)
+    balanced = compute_class_weight("balanced", classes=np.array([0, 1]), y=labels)
+    assert [weights[0], weights[1]] == pytest.approx(balanced.tolist(), rel=1e-12)  # scikit-learn's rule
     assert pipeline.class_weights(np.array([1, 1])) == {}
 
 
