@@ -113,14 +113,16 @@ def new_run(choice: DatasetChoice, image_set: ImageSet) -> None:
         values["epochs"] = _input("epochs", default, key=f"tr_epochs_{model}",
                                   suffix=" (phase 1: head only)" if model == "resnet50" else "")
         for name in ("batch_size", "learning_rate", "class_weights", "early_stopping", "restore_best",
-                     "cyclical_lr"):
+                     "one_cycle"):
             values[name] = _input(name, default)
-        if values["cyclical_lr"]:
-            for column, name in zip(st.columns(3), ("clr_min", "clr_max", "clr_step"), strict=True):
-                with column:
-                    values[name] = _input(name, default)
-        else:
-            values["reduce_lr"] = _input("reduce_lr", default)
+        if not values["one_cycle"]:  # one-cycle is the whole schedule
+            values["cyclical_lr"] = _input("cyclical_lr", default)
+            if values["cyclical_lr"]:
+                for column, name in zip(st.columns(3), ("clr_min", "clr_max", "clr_step"), strict=True):
+                    with column:
+                        values[name] = _input(name, default)
+            else:
+                values["reduce_lr"] = _input("reduce_lr", default)
         values["seed"] = _input("seed", default)
         values["mixed_precision"] = _input("mixed_precision", default)
         values["name"] = st.text_input(OPTIONS["name"].label, default.name, key="tr_name", help=OPTIONS["name"].help,

@@ -83,7 +83,7 @@ def _train(run: Run, config: TrainConfig, dev: str, verbose: int) -> tuple[RunSt
         if phase_one_done:
             model.load_weights(run.file("phase1.weights.h5"))
         else:
-            _compile(model, config.learning_rate)
+            _compile(model, config, config.learning_rate, steps * config.epochs)
             reason = _fit(run, model, config, train_ds, val_ds, steps, weights, 1, (0, config.epochs), verbose)
             if reason:
                 return _end_early(run, model, image_set, split, reason)
@@ -93,7 +93,7 @@ def _train(run: Run, config: TrainConfig, dev: str, verbose: int) -> tuple[RunSt
         if config.two_phase:
             start = int(status.get("phase2_start", config.epochs))
             models.set_unfrozen(model, config.unfreeze)
-            _compile(model, config.fine_tune_learning_rate)
+            _compile(model, config, config.fine_tune_learning_rate, steps * config.fine_tune_epochs)
             reason = _fit(run, model, config, train_ds, val_ds, steps, weights, 2,
                           (start, start + config.fine_tune_epochs), verbose)
             if reason:
@@ -110,7 +110,17 @@ def _check_data(data: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
         raise TrainingError("the validation split is empty: carve one from train (a share above 0 %)")
 
 
-def _compile(model: keras.Model, learning_rate: float) -> None:
+ONE_CYCLE_START = 25  # one-cycle starts at the learning rate / 25 (Smith's and PyTorch's choice)
+ONE_CYCLE_WARMUP = 0.2  # share of the steps spent warming up
+
+
+def _compile(model: keras.Model, config: TrainConfig, learning_rate: float, steps: int) -> None:
+    """Adam at ``learning_rate``, or on a one-cycle schedule over ``steps`` batches: a function of
+    the optimizer's step count, so a resumed run carries on where it stopped."""
+    if config.one_cycle:
+        warmup = max(1, round(ONE_CYCLE_WARMUP * steps))
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            learning_rate / ONE_CYCLE_START, max(1, steps - warmup), warmup_target=learning_rate, warmup_steps=warmup)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss="binary_crossentropy",
@@ -138,9 +148,10 @@ def _fit(run: Run, model: keras.Model, config: TrainConfig, train_ds, val_ds, st
     if config.early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=config.early_stopping,
                                                        restore_best_weights=config.restore_best, verbose=1))
-    if config.cyclical_lr:
+    # One-cycle is the optimizer's own schedule (_compile); the others are callbacks.
+    if config.cyclical_lr and not config.one_cycle:
         callbacks.append(TriangularCyclicLR(config.clr_min, config.clr_max, config.clr_step))
-    elif config.reduce_lr:
+    elif config.reduce_lr and not config.one_cycle:
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=config.reduce_lr,
                                                            min_lr=1e-7, verbose=1))
     callbacks.append(monitor)  # last: it logs the learning rate after the schedulers have set it

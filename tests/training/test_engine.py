@@ -110,3 +110,16 @@ def test_triangular_cyclical_lr() -> None:
     clr = TriangularCyclicLR(1e-5, 1e-4, step=500)
     rates = [clr.rate(i) for i in (0, 250, 500, 750, 1000, 1500)]
     np.testing.assert_allclose(rates, [1e-5, 5.5e-5, 1e-4, 5.5e-5, 1e-5, 1e-4])
+
+
+def test_one_cycle_warms_up_then_anneals_to_zero(tiny_npz: Path) -> None:
+    """The optimizer's schedule, as the batches log it: from rate/25 up to the rate over the first
+    fifth of the steps, then down to (almost) nothing by the last batch; no halving on top."""
+    run = RunStore().create(_tiny(tiny_npz, epochs=2, one_cycle=True, learning_rate=1e-3, reduce_lr=1))
+    assert run_training(run, verbose=0) == "finished"
+    rates = run.batches()["learning_rate"].to_numpy()
+    peak = int(np.argmax(rates))
+    assert rates[0] < 1e-3 / 5  # logged after the first step: a fifteenth of the way up from 4e-5
+    assert rates[peak] == pytest.approx(1e-3, rel=0.05) and 0.15 < peak / len(rates) < 0.25
+    assert (np.diff(rates[:peak]) > 0).all() and (np.diff(rates[peak:]) <= 0).all()
+    assert rates[-1] < 1e-3 / 100
