@@ -57,7 +57,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
-    """The command and its options; ``train --preset`` moves the defaults, options given still win."""
+    """The command and its options; ``train --model``/``--preset`` move the defaults as on the Train
+    page (``TrainConfig.for_model``: ResNet50 at 224 px), options given still win."""
     parser = argparse.ArgumentParser(prog="python -m pneumo", description="pneumo training from the command line")
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="train a model (foreground, with a progress bar)")
@@ -71,7 +72,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     commands.add_parser("worker", help=argparse.SUPPRESS).add_argument("run_dir", type=Path)
     args, _ = parser.parse_known_args(argv)
     if args.command == "train":
-        train.set_defaults(**RUN_PRESETS[args.preset])
+        start = TrainConfig.for_model(args.model, args.preset).to_dict()
+        train.set_defaults(**{name: value for name, value in start.items() if name != "augmentation"})
     return parser.parse_args(argv)
 
 

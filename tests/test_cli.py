@@ -58,4 +58,6 @@ def test_a_preset_moves_the_defaults_and_options_given_still_win() -> None:
 
     assert config_from_args(parse(["train", "--preset", "demo"])) == TrainConfig.for_model("cnn", "demo")
     assert config_from_args(parse(["train", "--preset", "demo", "--epochs", "5"])).epochs == 5
+    assert config_from_args(parse(["train", "--model", "resnet50"])) == TrainConfig.for_model("resnet50")
+    assert config_from_args(parse(["train", "--model", "resnet50", "--image-size", "96"])).image_size == 96
     assert config_from_args(parse(["train"])) == TrainConfig()
