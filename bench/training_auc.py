@@ -3,8 +3,9 @@ in seed-epochs.
 
     python bench/training_auc.py [FOLDER] [--seeds 0 1 2] [extra `python -m pneumo train` options]
 
-First measures the seed-style set-up's speed on this machine (``training_speed.seed_epoch``: one
-seed-epoch is the time it takes for one pass over the 5,216 train films), then trains the set-up
+Measures the seed-style set-up's speed on this machine (``training_speed.seed_epoch``: one
+seed-epoch is the time it takes for one pass over the 5,216 train films) before and after the
+runs, and takes the mean as the unit; in between it trains the set-up
 (TrainConfig's defaults, or the options given, e.g. ``--preset demo``) once per seed with the real
 engine, in the foreground, into a temporary run store, and scores predictions.csv with
 scikit-learn: test AUC and accuracy at 0.5 on the official test split (624 films). Wall time
@@ -59,15 +60,20 @@ def main() -> None:
     args, options = parser.parse_known_args()
     if not args.folder.is_dir():
         sys.exit(f"no data at {args.folder}")
-    unit = args.seed_epoch or seed_epoch(args.folder)
-    print(f"one seed-epoch on this machine: {unit:.0f} s; options: {' '.join(options) or 'defaults'}")
-    print(f"{'seed':>4}{'test AUC':>10}{'acc@0.5':>9}{'epochs':>8}{'wall s':>8}{'seed-epochs':>13}")
+    before = args.seed_epoch or seed_epoch(args.folder)
+    print(f"one seed-epoch on this machine: {before:.0f} s; options: {' '.join(options) or 'defaults'}", flush=True)
     results = []
     for seed in args.seeds:
-        r = train_once(args.folder, seed, options)
-        results.append(r)
-        print(f"{seed:>4}{r['auc']:>10.4f}{r['accuracy']:>9.3f}{r['epochs']:>8}{r['seconds']:>8.0f}"
-              f"{r['seconds'] / unit:>13.2f}", flush=True)
+        results.append(train_once(args.folder, seed, options))
+        print(f"seed {seed}: test AUC {results[-1]['auc']:.4f} in {results[-1]['seconds']:.0f} s", flush=True)
+    # This machine's speed drifts over minutes: the unit is the mean of a measure before and after.
+    after = args.seed_epoch or seed_epoch(args.folder)
+    unit = (before + after) / 2
+    print(f"seed-epoch after the runs: {after:.0f} s; the unit: their mean, {unit:.0f} s")
+    print(f"{'seed':>4}{'test AUC':>10}{'acc@0.5':>9}{'epochs':>8}{'wall s':>8}{'seed-epochs':>13}")
+    for r in results:
+        print(f"{r['seed']:>4}{r['auc']:>10.4f}{r['accuracy']:>9.3f}{r['epochs']:>8}{r['seconds']:>8.0f}"
+              f"{r['seconds'] / unit:>13.2f}")
     if len(results) > 1:
         aucs, times = [r["auc"] for r in results], [r["seconds"] / unit for r in results]
         print(f"mean{statistics.mean(aucs):>10.4f} ± {statistics.stdev(aucs):.4f} sd; "
