@@ -120,7 +120,7 @@ MODEL_DEFAULTS: dict[str, dict] = {"cnn": {}, "resnet50": {"image_size": 224, "e
 # Named starting points for a CNN run, picked on the Train page or with ``--preset``: each sets some
 # fields, the others keep TrainConfig's defaults. "demo" is for starting during a lesson: test AUC
 # >= 0.95 on the real Kermany set within a quarter of a seed-epoch (README, bench/training_auc.py).
-RUN_PRESETS: dict[str, dict] = {"recommended": {}, "demo": {"image_size": 96, "epochs": 2}}
+RUN_PRESETS: dict[str, dict] = {"recommended": {}, "demo": {"image_size": 96, "epochs": 2, "one_cycle": True}}
 
 
 @dataclass(frozen=True)

@@ -167,5 +167,7 @@ def test_the_demo_preset_sets_the_form_and_recommended_sets_it_back() -> None:
     demo = TrainConfig.for_model("cnn", "demo")
     assert at.number_input(key="tr_epochs_cnn").value == demo.epochs
     assert at.select_slider(key="tr_size_cnn").value == RUN_PRESETS["demo"].get("image_size", demo.image_size)
+    assert at.toggle(key="tr_one_cycle").value == demo.one_cycle
     at.segmented_control(key="tr_preset").set_value("recommended").run()
     assert at.number_input(key="tr_epochs_cnn").value == TrainConfig().epochs
+    assert at.toggle(key="tr_one_cycle").value == TrainConfig().one_cycle
