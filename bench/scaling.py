@@ -102,34 +102,37 @@ def run_one(folder: Path, work: Path, count: int, size: int, steps: int) -> dict
 
 
 def chart(rows: list[dict], png: Path) -> None:
-    """Two panels (films at 160 px; sizes at 5,000 films): epoch minutes and peak memory."""
+    """Epoch time (top) and peak memory against what the films would take (bottom), by number of
+    films at 160 px (left) and by image size at 5,000 films (right)."""
     import plotly.graph_objects as go
     from playwright.sync_api import sync_playwright
     from plotly.subplots import make_subplots
 
-    by_films = [r for r in rows if r["sweep"] == "films"]
-    by_size = [r for r in rows if r["sweep"] == "size"]
-    fig = make_subplots(rows=1, cols=2, subplot_titles=(f"Films (at {DEFAULT_SIZE} px)",
-                                                        f"Image size (at {SIZE_SWEEP_FILMS:,} films)"))
-    for col, sweep, x in ((1, by_films, "films"), (2, by_size, "size")):
-        xs = [r[x] for r in sweep]
-        fig.add_trace(go.Scatter(x=xs, y=[r["epoch_s"] / 60 for r in sweep], name="one epoch (min)",
+    fig = make_subplots(rows=2, cols=2, shared_xaxes=True, vertical_spacing=0.08, horizontal_spacing=0.1,
+                        subplot_titles=(f"Films (at {DEFAULT_SIZE} px)", f"Image size (at {SIZE_SWEEP_FILMS:,} films)",
+                                        "", ""))
+    for col, (sweep, x) in enumerate((("films", "films"), ("size", "size")), start=1):
+        chosen = [r for r in rows if r["sweep"] == sweep]
+        xs = [r[x] for r in chosen]
+        fig.add_trace(go.Scatter(x=xs, y=[r["epoch_s"] / 60 for r in chosen], name="one epoch",
                                  mode="lines+markers", line_color="#0072B2", showlegend=col == 1), 1, col)
-        fig.add_trace(go.Scatter(x=xs, y=[r["peak_anon_mb"] / 1024 for r in sweep], name="peak memory (GiB)",
-                                 mode="lines+markers", line_color="#D55E00", showlegend=col == 1), 1, col)
-        fig.add_trace(go.Scatter(x=xs, y=[r["films_in_ram_mb"] / 1024 for r in sweep],
-                                 name="the films held in memory (GiB)", mode="lines+markers",
-                                 line=dict(color="#999999", dash="dot"), showlegend=col == 1), 1, col)
-    fig.update_xaxes(type="log", title_text="films", row=1, col=1)
-    fig.update_xaxes(title_text="image side (px)", row=1, col=2)
-    fig.update_yaxes(type="log")
-    fig.update_layout(width=1000, height=420, template="plotly_white", margin=dict(l=50, r=20, t=50, b=50),
-                      legend=dict(orientation="h", y=-0.2))
+        fig.add_trace(go.Scatter(x=xs, y=[r["peak_anon_mb"] / 1024 for r in chosen], name="peak memory of the process",
+                                 mode="lines+markers", line_color="#D55E00", showlegend=col == 1), 2, col)
+        fig.add_trace(go.Scatter(x=xs, y=[r["films_in_ram_mb"] / 1024 for r in chosen],
+                                 name="the films, if held in memory", mode="lines+markers",
+                                 line={"color": "#999999", "dash": "dot"}, showlegend=col == 1), 2, col)
+    fig.update_xaxes(type="log", row=2, col=1, title_text="films")
+    fig.update_xaxes(type="log", row=1, col=1)
+    fig.update_xaxes(row=2, col=2, title_text="image side (px)")
+    fig.update_yaxes(title_text="minutes", row=1, col=1)
+    fig.update_yaxes(title_text="GiB", row=2, col=1)
+    fig.update_layout(width=1000, height=620, template="plotly_white", margin={"l": 60, "r": 20, "t": 40, "b": 40},
+                      legend={"orientation": "h", "y": -0.12})
     with tempfile.TemporaryDirectory() as tmp, sync_playwright() as p:
         page_file = Path(tmp) / "chart.html"
         fig.write_html(page_file, include_plotlyjs=True, config={"displayModeBar": False})
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1000, "height": 420})
+        page = browser.new_page(viewport={"width": 1000, "height": 620})
         page.goto(page_file.as_uri())
         page.wait_for_selector(".main-svg")
         page.screenshot(path=str(png))
