@@ -123,6 +123,11 @@ MODEL_DEFAULTS: dict[str, dict] = {"cnn": {}, "resnet50": {"image_size": 224, "e
 RUN_PRESETS: dict[str, dict] = {"recommended": {}, "demo": {"image_size": 96, "epochs": 2, "one_cycle": True}}
 
 
+# Fields added with a default other than how runs saved before them were trained: a config.json
+# without the field means this value (a resumed or repeated old run trains as it did).
+ABSENT_MEANT: dict[str, object] = {"cnn_strided_stem": False}
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Every option of a run. Defaults are the recommended classroom settings."""
@@ -134,7 +139,7 @@ class TrainConfig:
     # Custom CNN: blocks of Conv2D + BatchNorm + ReLU + MaxPool, filters doubling each block.
     cnn_filters: int = 16
     cnn_blocks: int = 5
-    cnn_strided_stem: bool = False  # first block: a stride-2 conv instead of conv + max-pool
+    cnn_strided_stem: bool = True  # first block: a stride-2 conv instead of conv + max-pool
     cnn_dense: int = 0  # units of an extra dense layer before the output; 0 = none (learns fastest)
     dropout: float = 0.3
     # ResNet50 transfer learning.
@@ -166,7 +171,9 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:
-        """Rebuild from ``to_dict`` output; unknown keys are ignored, wrong types raise ValueError."""
+        """Rebuild from ``to_dict`` output; unknown keys are ignored, wrong types raise ValueError, a
+        missing key takes the default, or what its absence meant (``ABSENT_MEANT``)."""
+        data = {**ABSENT_MEANT, **data}
         defaults = cls()
         values = {}
         for f in fields(cls):

@@ -105,3 +105,11 @@ def test_reading_the_settings_does_not_load_keras() -> None:
     """Every page reads these tables; none should wait for TensorFlow to load."""
     code = "import sys, pneumo.training.config; assert 'keras' not in sys.modules and 'tensorflow' not in sys.modules"
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True).returncode == 0
+
+
+def test_a_config_saved_before_a_field_existed_trains_as_it_did() -> None:
+    """Runs saved before the strided first block became the default were trained without it."""
+    old = TrainConfig().to_dict()
+    del old["cnn_strided_stem"]
+    assert TrainConfig().cnn_strided_stem and not TrainConfig.from_dict(old).cnn_strided_stem
+    assert TrainConfig.from_dict(TrainConfig().to_dict()) == TrainConfig()
