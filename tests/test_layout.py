@@ -25,7 +25,7 @@ SHOTS = ROOT / "artifacts" / "screenshots"
 SIZES = ((1024, 768), (1920, 1080))
 READABLE_PX = 380  # a chart narrower than this has crowded ticks and unreadable labels on a projector
 # (page link, Train view, text on screen once drawn, whether it draws charts)
-PAGES = (("Dataset", None, "Images per split and class", True), ("Train", "New run", "Start training", False),
+PAGES = (("Dataset", None, "Images per split and class", False), ("Train", "New run", "Start training", False),
          ("Train", "Watch", "Loss per epoch", True), ("Train", "Runs", "Compare runs", True),
          ("Evaluate", None, "Errors", True), ("Board", None, "Repeat a run", True),
          ("Predict", None, "Download overlay (PNG)", False))

@@ -65,8 +65,13 @@ def headline(image_set: ImageSet) -> None:
 def class_balance(records: pd.DataFrame, split: pd.Series) -> None:
     """Images per split and class, and the class weights training would use."""
     counts = stats.class_counts(records, split)
-    st.plotly_chart(charts.class_bars(counts, "Images per split and class"), width="stretch")
-    st.dataframe(counts, width="stretch")
+    # Bars in the table's cells, not a Plotly chart: this is the app's first screen, and a browser
+    # takes 2 s to load Plotly's JavaScript (README, Opening the app).
+    bars = {name: st.column_config.ProgressColumn(name, format="%d", min_value=0,
+                                                  max_value=max(1, int(counts[list(CLASSES)].to_numpy().max())))
+            for name in CLASSES}
+    st.markdown("**Images per split and class**")
+    st.dataframe(counts, column_config=bars, width="stretch")
     weights = class_weights(records.loc[split == "train", "label"].to_numpy())
     if weights:
         st.markdown("**Class weights** implied by the train split (scikit-learn 'balanced', used by "
