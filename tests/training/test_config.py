@@ -113,3 +113,9 @@ def test_a_config_saved_before_a_field_existed_trains_as_it_did() -> None:
     del old["cnn_strided_stem"]
     assert TrainConfig().cnn_strided_stem and not TrainConfig.from_dict(old).cnn_strided_stem
     assert TrainConfig.from_dict(TrainConfig().to_dict()) == TrainConfig()
+
+
+def test_one_cycle_and_the_triangular_cycles_are_refused_together() -> None:
+    problems = TrainConfig(one_cycle=True, cyclical_lr=True).problems()
+    assert problems == ["choose one learning-rate schedule: one-cycle or the triangular cycles"]
+    assert not TrainConfig(one_cycle=True).problems() and not TrainConfig(cyclical_lr=True).problems()
