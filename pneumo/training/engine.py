@@ -148,8 +148,9 @@ def _fit(run: Run, model: keras.Model, config: TrainConfig, train_ds, val_ds, st
     if config.early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=config.early_stopping,
                                                        restore_best_weights=config.restore_best, verbose=1))
-    # One-cycle is the optimizer's own schedule (_compile); the others are callbacks.
-    if config.cyclical_lr and not config.one_cycle:
+    # One-cycle is the optimizer's own schedule (_compile; TrainConfig refuses it with the cycles);
+    # the others are callbacks.
+    if config.cyclical_lr:
         callbacks.append(TriangularCyclicLR(config.clr_min, config.clr_max, config.clr_step))
     elif config.reduce_lr and not config.one_cycle:
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=config.reduce_lr,
