@@ -5,6 +5,7 @@
     python -m pneumo runs                                                    list runs
     python -m pneumo stop RUN | resume RUN
     python -m pneumo worker RUN_DIR                                          (used by the queue)
+    python -m pneumo --ray http://HEAD:8265 train ...                        on a Ray cluster ($PNEUMO_RAY_ADDRESS)
 
 Every TrainConfig field is an option, so every option the UI has, the CLI has.
 """
@@ -12,13 +13,15 @@ Every TrainConfig field is an option, so every option the UI has, the CLI has.
 from __future__ import annotations
 
 import argparse
+import os
+import socket
 import sys
 import time
 from dataclasses import fields
 from pathlib import Path
 
 from pneumo.access import LOCAL
-from pneumo.runs.store import RunState, RunStore
+from pneumo.runs.store import Run, RunState, RunStore
 from pneumo.training.augment import PRESETS, TRANSFORMS, Augmentation, preset_name
 from pneumo.training.config import OPTIONS, RUN_PRESETS, TrainConfig
 
@@ -60,6 +63,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     """The command and its options; ``train --model``/``--preset`` move the defaults as on the Train
     page (``TrainConfig.for_model``: ResNet50 at 224 px), options given still win."""
     parser = argparse.ArgumentParser(prog="python -m pneumo", description="pneumo training from the command line")
+    parser.add_argument("--ray", metavar="ADDRESS", help="train on the Ray cluster whose dashboard is at ADDRESS "
+                        "(http://HEAD:8265) instead of in local processes; default $PNEUMO_RAY_ADDRESS")
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="train a model (foreground, with a progress bar)")
     _add_config_options(train)
@@ -79,6 +84,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
+    if args.ray:
+        from pneumo.runs.backends import RAY_ADDRESS_VARIABLE
+
+        os.environ[RAY_ADDRESS_VARIABLE] = args.ray  # the jobs it submits, and the runs they start, use it too
 
     if args.command == "train":
         sys.exit(_train(config_from_args(args), queue=args.queue))
@@ -95,16 +104,20 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _train(config: TrainConfig, queue: bool) -> int:
-    from pneumo.runs import jobs
+    from pneumo.runs import backends, jobs
 
     problems = config.problems()
     if problems:
         print("invalid configuration:\n  " + "\n  ".join(problems), file=sys.stderr)
         return 2
-    if queue:
-        run = jobs.submit(config)
-        print(f"queued {run.id} in {run.path.parent}")
-        return 0
+    if queue or backends.chosen().name == backends.RAY:
+        try:
+            run = jobs.submit(config)
+        except jobs.Refused as exc:
+            print(f"not started: {exc}", file=sys.stderr)
+            return 2
+        print(f"queued {run.id} in {run.path.parent}", flush=True)
+        return 0 if queue else _follow(run)
     from pneumo.training.engine import run_training
 
     run = RunStore().create(config)
@@ -114,18 +127,40 @@ def _train(config: TrainConfig, queue: bool) -> int:
     return 0 if state in (RunState.FINISHED, RunState.STOPPED) else 1
 
 
-def _worker(run_dir: Path) -> None:
+def _follow(run: Run, every_s: float = 2.0) -> int:
+    """Print a queued run's state changes and epochs until it ends (a run training on a cluster)."""
     from pneumo.runs import jobs
-    from pneumo.runs.store import Run
+
+    state, shown = None, 0
+    while True:
+        jobs.schedule(RunStore(run.path.parent))  # notices a failed job, starts what waits
+        status, history = run.status(), run.history()
+        if status["state"] != state:
+            state = status["state"]
+            print(f"{run.id}: {state}" + (f" ({status.get('error') or status.get('note')})"
+                                          if status.get("error") or status.get("note") else ""), flush=True)
+        for _, row in history.iloc[shown:].iterrows():
+            print(f"  epoch {int(row['epoch'])}: loss {row['loss']:.4f}, val AUC {row['val_auc']:.4f}", flush=True)
+        shown = len(history)
+        if not RunState(state).active:
+            return 0 if state in (RunState.FINISHED, RunState.STOPPED) else 1
+        time.sleep(every_s)
+
+
+def _worker(run_dir: Path) -> None:
+    from pneumo.runs import backends, jobs
     from pneumo.training.engine import run_training
 
     run = Run(run_dir.resolve())
+    if run.damage:  # on a cluster node that does not see the runs folder, this is what Ray reports
+        sys.exit(f"pneumo worker: cannot use the run folder {run.path} on {socket.gethostname()}: {run.damage}")
     run_training(run, verbose=2)
-    jobs.schedule(RunStore(run.path.parent))
+    # Start what waits behind it, of its own backend only: a worker on a Ray node starts no local runs there.
+    jobs.schedule(RunStore(run.path.parent), only=backends.of(run).name)
 
 
 def _list_runs() -> None:
-    from pneumo.runs import jobs
+    from pneumo.runs import backends, jobs
 
     store = RunStore()
     if store.root.is_dir():
@@ -143,4 +178,4 @@ def _list_runs() -> None:
         best = f"{history['val_auc'].max():.3f}" if "val_auc" in history and len(history) else "-"
         started = time.strftime("%Y-%m-%d %H:%M", time.localtime(status["started"])) if status.get("started") else "-"
         print(f"{run.id:<36}{run.config().model:<10}{status['state']:<10}{len(history):>7}{best:>14}  {started}")
-    print(f"({len(runs)} runs in {store.root}; at most {jobs.max_parallel()} train at once)")
+    print(f"({len(runs)} runs in {store.root}; at most {backends.max_parallel()} train at once here)")

@@ -19,6 +19,7 @@ from playwright.sync_api import expect, sync_playwright
 from pneumo.data import radiograph
 from pneumo.explain.model_file import load_file
 from pneumo.explain.predictor import Predictor
+from pneumo.runs import jobs
 from pneumo.runs.store import Run, RunState, RunStore, append_row
 from pneumo.training.callbacks import HISTORY_COLUMNS
 from pneumo.training.config import TrainConfig
@@ -199,11 +200,11 @@ def test_two_sessions_start_runs_at_once_then_predict_at_once(browser, server: t
         time.sleep(1)
     new = sorted((r for r in store.runs() if r.id not in before), key=lambda r: r.status()["started"])
     assert len(new) == 2, "each click makes exactly one run"
-    assert [r.status()["state"] for r in new] == ["finished", "finished"], [r.log_tail() for r in new]
+    assert [r.status()["state"] for r in new] == ["finished", "finished"], [jobs.log_tail(r) for r in new]
     assert new[1].status()["started"] >= new[0].status()["ended"], "the queue runs them in turn, not together"
     for run in new:
         assert len(run.history()) == 1 and "resumed" not in run.status()  # trained once
-        assert run.log_tail(400).count(f"run {run.id}: finished") == 1
+        assert jobs.log_tail(run, 400).count(f"run {run.id}: finished") == 1
     for i, page in enumerate(pages):
         page.get_by_text("finished on", exact=False).first.wait_for(timeout=60_000)
         page.screenshot(path=str(SHOTS / f"concurrent-{i + 1}-train.png"))

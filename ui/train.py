@@ -269,7 +269,7 @@ def _live(run: Run, user: User | None) -> None:
                           key="curve_batches")
         right.plotly_chart(charts.learning_rate(batches), width="stretch", key="curve_lr")
     with st.expander("Log (last lines)"):
-        st.code(policy().redact(run.log_tail(30)) or "(empty)", language=None)
+        st.code(policy().redact(jobs.log_tail(run, 30)) or "(empty)", language=None)
 
 
 def _status_line(run: Run, state: RunState, status: dict, user: User | None) -> None:
@@ -286,7 +286,7 @@ def _status_line(run: Run, state: RunState, status: dict, user: User | None) -> 
             st.toast("Stopping after the current batch; the model so far is kept.")
     elif state == RunState.FAILED:
         st.error(f"**This run failed.** {plain(policy().redact(status.get('error') or ''))}", icon=":material/error:")
-        st.code(policy().redact(run.log_tail(12)) or "(no log)", language=None)
+        st.code(policy().redact(jobs.log_tail(run, 12)) or "(no log)", language=None)
         if allowed and st.button("Resume from the last checkpoint", icon=":material/replay:", key="resume_run"):
             _resume(run, user)
     elif state == RunState.STOPPED:

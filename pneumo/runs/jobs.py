@@ -1,13 +1,16 @@
 """Runs train in processes of their own, through a queue, so they outlive page reruns,
-page changes and closed browsers.
+page changes and closed browsers: the one job interface (submit, status, logs, stop, resume)
+the Train page and the CLI use, whichever backend trains (``pneumo.runs.backends``: local
+processes, or jobs on a Ray cluster).
 
-At most ``max_parallel`` runs train at once (``PNEUMO_MAX_RUNS``, default 1); the rest wait
-as queued and start by themselves when one ends (the ending worker, and every UI poll, call
-``schedule``). The queue is fair: owners take turns (``queue_order``), so one student's six runs
+At most as many runs train at once as their backend has slots (locally ``PNEUMO_MAX_RUNS``,
+default 1); the rest wait as queued and start by themselves when one ends (the ending worker,
+and every UI poll, call ``schedule``). The queue is fair: owners take turns (``queue_order``), so one student's six runs
 do not hold up the class; a classroom server's policy also caps each student's runs and disk.
 A file lock makes ``schedule`` safe to call from many browser sessions and processes at the
 same moment: no run is lost or started twice. A process that dies without a word (kill -9, out
-of memory) is noticed by ``reconcile`` and its run marked failed.
+of memory), or a Ray job the cluster reports failed or lost, is noticed by ``reconcile`` and its
+run marked failed with the reason.
 """
 
 from __future__ import annotations
@@ -15,29 +18,19 @@ from __future__ import annotations
 import fcntl
 import os
 import re
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 from pneumo.access import GB, LOCAL, Policy, User
-from pneumo.paths import PROJECT_ROOT
-from pneumo.runs.store import Run, RunState, RunStore
+from pneumo.runs import backends
+from pneumo.runs.store import Run, RunState, RunStore, tidy_log
 from pneumo.training.config import MAX_NAME_CHARS, TrainConfig
 
 
 class Refused(ValueError):
     """A run that cannot start, refused before anything is written; the message says why."""
-
-
-def max_parallel() -> int:
-    try:
-        return max(1, int(os.environ.get("PNEUMO_MAX_RUNS", "1")))
-    except ValueError:
-        return 1
 
 
 @contextmanager
@@ -83,14 +76,17 @@ def cannot_start(store: RunStore, by: User, policy: Policy) -> str | None:
 
 
 def submit(config: TrainConfig, store: RunStore | None = None, by: User = LOCAL,
-           policy: Policy | None = None) -> Run:
-    """Validate, create a queued run owned by ``by`` and start it if a slot is free.
+           policy: Policy | None = None, backend: backends.Backend | None = None) -> Run:
+    """Validate, create a queued run owned by ``by`` for ``backend`` (``backends.chosen()`` when
+    not given) and start it if a slot is free.
 
     ``policy``: the server's rules (read from the environment when not given): ``Refused`` when
-    the run's files lie outside the data roots or ``by`` has used up their share.
+    the run's files lie outside the data roots, ``by`` has used up their share, or the Ray cluster
+    cannot take the run (not installed, not answering, runs folder not shared).
     """
     store = store or RunStore()
     policy = policy or Policy.from_env()
+    backend = backend or backends.chosen()
     try:
         policy.check_config(config)
     except PermissionError as exc:
@@ -98,12 +94,17 @@ def submit(config: TrainConfig, store: RunStore | None = None, by: User = LOCAL,
     problems = config.problems()
     if problems:
         raise Refused("; ".join(problems))
+    if isinstance(backend, backends.RayBackend):
+        try:
+            backend.check(store, config)
+        except backends.Unavailable as exc:
+            raise Refused(str(exc)) from exc
     try:
         with _queue_lock(store):  # two clicks at once cannot both take the last place
             reason = cannot_start(store, by, policy)
             if reason:
                 raise Refused(reason)
-            run = store.create(config, owner=by)
+            run = store.create(config, owner=by, **backends.recorded(backend))
     except OSError as exc:
         raise Refused(READ_ONLY if not writable(store) else f"The run could not be written: {exc.strerror}.") from exc
     schedule(store)
@@ -148,81 +149,77 @@ def queue_order(runs: list[Run]) -> list[Run]:
     return sorted(queued, key=lambda r: turns[r.id])  # stable: equal turns keep the oldest first
 
 
-def schedule(store: RunStore | None = None, limit: int | None = None) -> list[Run]:
-    """Mark dead runs failed, then start queued runs (in ``queue_order``) while slots are free.
+def schedule(store: RunStore | None = None, limit: int | None = None, only: str | None = None) -> list[Run]:
+    """Mark dead runs failed, then start queued runs (in ``queue_order``) while their backend has
+    slots free (``limit`` overrides the local backend's). ``only``: start only runs of that backend
+    (a worker on a Ray node must not start local runs there).
 
     Nothing to do on a read-only runs folder: no run can have started there.
     """
     store = store or RunStore()
-    limit = limit or max_parallel()
     started = []
     if not writable(store):
         return started
     with _queue_lock(store):
         reconcile(store)
         runs = [r for r in store.runs() if r.damage is None]
-        running = sum(r.state == RunState.RUNNING for r in runs)
+        running = Counter(_backend_key(r) for r in runs if r.state == RunState.RUNNING)
+        slots: dict[tuple, int] = {}
         for run in queue_order(runs):
-            if running >= limit:
-                break
-            _spawn(run)
+            key = _backend_key(run)
+            if only is not None and key[0] != only:
+                continue
+            backend = backends.of(run)
+            if key not in slots:
+                slots[key] = limit if limit and backend.name == backends.LOCAL else backend.slots()
+            if running[key] >= slots[key]:
+                continue
+            try:
+                backend.start(run)
+            except backends.Unavailable:
+                slots[key] = 0  # the cluster does not answer: its runs wait, the others go on
+                continue
             started.append(run)
-            running += 1
+            running[key] += 1
     return started
 
 
-def _spawn(run: Run) -> None:
-    log = open(run.file("log.txt"), "ab")  # noqa: SIM115 - the child process owns it from here
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pneumo", "worker", str(run.path)],
-        cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        start_new_session=True,  # not killed with the UI, not by a Ctrl-C meant for streamlit
-        env={**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"},
-    )
-    log.close()
-    _children.append(process)
-    run.update_status(state=RunState.RUNNING, pid=process.pid, started=time.time(), error=None)
-
-
-_children: list[subprocess.Popen] = []  # reaped in reconcile, so dead workers leave no zombies
-
-
-def is_alive(run: Run) -> bool:
-    """Whether the run's training process still exists (and is that run's, not a reused pid)."""
-    for child in list(_children):
-        if child.poll() is not None:
-            _children.remove(child)
-    pid = run.status().get("pid")
-    if not pid:
-        return False
-    proc = Path(f"/proc/{pid}")
-    try:
-        if proc.exists():
-            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-            return state not in ("Z", "X") and run.id in (proc / "cmdline").read_text()
-        os.kill(pid, 0)
-        return True
-    except (ProcessLookupError, FileNotFoundError):
-        return False
-    except PermissionError:
-        return True
+def _backend_key(run: Run) -> tuple[str, str | None]:
+    """Runs sharing a backend share its slots: local, or one Ray cluster."""
+    status = run.status()
+    return status.get("backend", backends.LOCAL), status.get("ray_address")
 
 
 def reconcile(store: RunStore) -> list[Run]:
-    """Mark runs whose process died without a word as failed; return them."""
-    dead = []
+    """Mark runs whose process or job ended without a word as failed, with the reason; return them.
+
+    Each backend is asked first and the run's state read after, so a run that finished between
+    the two is not mistaken for a dead one (a worker marks its run before it exits).
+    """
+    groups: dict[tuple, list[Run]] = {}
     for run in store.runs():
-        if run.damage is not None:
-            continue
-        status = run.status()
-        if status["state"] == RunState.RUNNING and not is_alive(run):
+        if run.damage is None and run.state == RunState.RUNNING:
+            groups.setdefault(_backend_key(run), []).append(run)
+    dead = []
+    for runs in groups.values():
+        for run_id, reason in backends.of(runs[0]).ended(runs).items():
+            run = store.get(run_id)
+            status = run.status()
+            if status["state"] != RunState.RUNNING:
+                continue
             epoch = status.get("epoch")
-            where = f" during epoch {epoch}" if epoch else " before its first epoch"
+            where = f"during epoch {epoch}" if epoch else "before its first epoch"
+            reason = reason or (f"The training process (pid {status.get('pid')}) died {where} without finishing: "
+                                "killed, or out of memory.")
             run.update_status(state=RunState.FAILED, ended=time.time(), error=(
-                f"The training process (pid {status.get('pid')}) died{where} without finishing: killed, or out "
-                "of memory. Everything written so far is kept; resume to go on from the last checkpoint."))
+                f"{reason} Everything written so far is kept; resume to go on from the last checkpoint."))
             dead.append(run)
     return dead
+
+
+def log_tail(run: Run, lines: int = 30) -> str:
+    """The last lines of the run's output, wherever it trains (``store.tidy_log``)."""
+    return tidy_log(backends.of(run).log(run), lines)
 
 
 def stop(run: Run, by: User) -> None:
@@ -234,6 +231,7 @@ def stop(run: Run, by: User) -> None:
             run.update_status(state=RunState.STOPPED, ended=time.time(), note="cancelled before it started")
             return
     run.file("stop").touch()
+    backends.of(run).cancel(run)
 
 
 def resume(run: Run, by: User, policy: Policy | None = None) -> None:

@@ -3,7 +3,8 @@
 A run folder holds everything the pages need and everything needed to reproduce it:
 
     config.json       the TrainConfig
-    status.json       state, owner, number, pid, device, timestamps, progress, error text
+    status.json       state, owner, number, backend (and pid or Ray job), device, timestamps,
+                      progress, error text
     environment.json  versions, device and platform the run trained on
     history.csv       one row per epoch (train and val metrics, learning rate, phase)
     batches.csv       one row per training batch (loss, learning rate)
@@ -254,17 +255,21 @@ class Run:
                 return self.file(name)
         return None
 
-    def log_tail(self, lines: int = 30) -> str:
-        """The log's last lines as a class should read them: TensorFlow's start-up chatter about
-        CUDA and CPU instructions left out (on a CPU machine "failed call to cuInit" alarms people
-        for nothing; the run's device is in its status). log.txt itself keeps every line."""
+    def log_text(self) -> str:
+        """The end of log.txt (the last 64 kB: enough for any tail a page shows)."""
         try:
             with open(self.file("log.txt"), "rb") as f:
                 f.seek(max(0, f.seek(0, os.SEEK_END) - 64_000))
-                text = f.read().decode(errors="replace")
+                return f.read().decode(errors="replace")
         except FileNotFoundError:
             return ""
-        return "\n".join([line for line in text.splitlines() if not _LOG_NOISE.search(line)][-lines:])
+
+
+def tidy_log(text: str, lines: int = 30) -> str:
+    """A log's last lines as a class should read them: TensorFlow's start-up chatter about CUDA and
+    CPU instructions left out (on a CPU machine "failed call to cuInit" alarms people for nothing;
+    the run's device is in its status). The log itself keeps every line."""
+    return "\n".join([line for line in text.splitlines() if not _LOG_NOISE.search(line)][-lines:])
 
 
 class RunStore:
@@ -273,15 +278,16 @@ class RunStore:
     def __init__(self, root: Path | None = None) -> None:
         self.root = root or runs_dir()
 
-    def create(self, config: TrainConfig, owner: User = LOCAL) -> Run:
-        """A new queued run folder for a config that has already been validated."""
+    def create(self, config: TrainConfig, owner: User = LOCAL, **status: object) -> Run:
+        """A new queued run folder for a config that has already been validated; ``status``: more
+        to record in status.json (the backend that will train it)."""
         self.root.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M%S")
         run = Run(self.root / f"{stamp}-{config.model}-{secrets.token_hex(2)}")
         tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=".new-"))
         write_json(tmp / "config.json", config.to_dict())
         write_json(tmp / "status.json", {"state": RunState.QUEUED, "owner": owner.id, "number": self._next_number(),
-                                         "created": time.time(), "updated": time.time()})
+                                         "created": time.time(), "updated": time.time(), **status})
         tmp.rename(run.path)  # the run appears whole, or not at all
         return run
 

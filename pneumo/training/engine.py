@@ -11,6 +11,7 @@ import math
 import os
 import platform
 import shutil
+import socket
 import sys
 import time
 import traceback
@@ -30,6 +31,7 @@ from pneumo.runs.store import Run, RunState
 from pneumo.training import models, pipeline
 from pneumo.training.callbacks import RunMonitor, TriangularCyclicLR
 from pneumo.training.config import TrainConfig
+from pneumo.training.tracking import Tracker
 
 SCORING_BATCH = 64  # films per step when writing predictions and the familiarity summary
 
@@ -44,20 +46,25 @@ def run_training(run: Run, verbose: int = 2) -> RunState:
     dev = device.describe()
     # The queue stamped "started" when it spawned this process: keep it, or the elapsed time jumps back.
     started = run.status().get("started") or time.time()
-    run.update_status(state=RunState.RUNNING, pid=os.getpid(), device=dev, started=started, error=None, ended=None)
+    run.update_status(state=RunState.RUNNING, pid=os.getpid(), host=socket.gethostname(), device=dev, started=started,
+                      error=None, ended=None)
+    tracker = Tracker.start(run, config)
     try:
-        state, note = _train(run, config, dev, verbose)
+        state, note = _train(run, config, dev, verbose, tracker)
     except (TrainingError, models.WeightsUnavailable, DatasetError) as exc:
         state, note = RunState.FAILED, str(exc)
     except Exception as exc:  # noqa: BLE001 - any crash must end as a failed run with its reason
         traceback.print_exc()
         state, note = RunState.FAILED, f"{type(exc).__name__}: {exc}"
     run.update_status(state=state, error=note if state == RunState.FAILED else None, note=note, ended=time.time())
+    if tracker:
+        tracker.finish(state)
     print(f"run {run.id}: {state}" + (f" ({note})" if note else ""), flush=True)
     return state
 
 
-def _train(run: Run, config: TrainConfig, dev: str, verbose: int) -> tuple[RunState, str | None]:
+def _train(run: Run, config: TrainConfig, dev: str, verbose: int, tracker: Tracker | None
+           ) -> tuple[RunState, str | None]:
     problems = config.problems()
     if problems:
         raise TrainingError("invalid configuration: " + "; ".join(problems))
@@ -84,7 +91,8 @@ def _train(run: Run, config: TrainConfig, dev: str, verbose: int) -> tuple[RunSt
             model.load_weights(run.file("phase1.weights.h5"))
         else:
             _compile(model, config, config.learning_rate, steps * config.epochs)
-            reason = _fit(run, model, config, train_ds, val_ds, steps, weights, 1, (0, config.epochs), verbose)
+            reason = _fit(run, model, config, train_ds, val_ds, steps, weights, 1, (0, config.epochs), verbose,
+                          tracker)
             if reason:
                 return _end_early(run, model, image_set, split, reason)
             model.save_weights(run.file("phase1.weights.h5"))
@@ -95,7 +103,7 @@ def _train(run: Run, config: TrainConfig, dev: str, verbose: int) -> tuple[RunSt
             models.set_unfrozen(model, config.unfreeze)
             _compile(model, config, config.fine_tune_learning_rate, steps * config.fine_tune_epochs)
             reason = _fit(run, model, config, train_ds, val_ds, steps, weights, 2,
-                          (start, start + config.fine_tune_epochs), verbose)
+                          (start, start + config.fine_tune_epochs), verbose, tracker)
             if reason:
                 return _end_early(run, model, image_set, split, reason)
     _write_outputs(run, model, image_set, split)
@@ -130,7 +138,8 @@ def _compile(model: keras.Model, config: TrainConfig, learning_rate: float, step
 
 
 def _fit(run: Run, model: keras.Model, config: TrainConfig, train_ds, val_ds, steps: int,
-         class_weight: dict | None, phase: int, epochs: tuple[int, int], verbose: int) -> str | None:
+         class_weight: dict | None, phase: int, epochs: tuple[int, int], verbose: int, tracker: Tracker | None
+         ) -> str | None:
     """One phase of training, epochs [first, last); returns why it ended early (stop, NaN), or None."""
     first, last = epochs
     expected_total = last if phase == 2 else last + (config.fine_tune_epochs if config.two_phase else 0)
@@ -155,7 +164,9 @@ def _fit(run: Run, model: keras.Model, config: TrainConfig, train_ds, val_ds, st
     elif config.reduce_lr and not config.one_cycle:
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=config.reduce_lr,
                                                            min_lr=1e-7, verbose=1))
-    callbacks.append(monitor)  # last: it logs the learning rate after the schedulers have set it
+    callbacks.append(monitor)  # after the schedulers: it logs the learning rate they have set
+    if tracker:
+        callbacks.append(tracker)
     model.fit(train_ds, validation_data=val_ds, epochs=last, initial_epoch=first, class_weight=class_weight,
               shuffle=False, callbacks=callbacks, verbose=verbose)
     return monitor.stop_reason

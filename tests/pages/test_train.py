@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from pneumo.runs import jobs
+from pneumo.runs import backends, jobs
 from pneumo.runs.store import RunStore
 from pneumo.training.augment import PRESETS, TRANSFORMS, preset_name
 from pneumo.training.config import OPTIONS, TrainConfig
@@ -93,7 +93,7 @@ def test_resnet_options_show_the_unfreeze_picture() -> None:
 
 
 def test_valid_submit_queues_a_run(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(jobs, "_spawn", lambda run: None)  # keep it queued: no training process here
+    monkeypatch.setattr(backends.LocalBackend, "start", lambda self, run: None)  # stays queued
     at = _train_page()
     next(b for b in at.button if b.label == "Start training").click().run()
     assert not at.exception
@@ -111,7 +111,7 @@ def _start(at: AppTest):
 
 def test_class_mode_asks_a_name_then_keeps_to_the_run_limit(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PNEUMO_TEACHER_PASSCODE", "pw")
-    monkeypatch.setattr(jobs, "_spawn", lambda run: None)  # runs stay queued
+    monkeypatch.setattr(backends.LocalBackend, "start", lambda self, run: None)  # runs stay queued
     nameless = _train_page()
     assert _start(nameless).disabled and any("Type your name" in i.value for i in nameless.info)
     at = _train_page(id_name="Ann")

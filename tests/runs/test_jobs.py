@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from pneumo.access import LOCAL
-from pneumo.runs import jobs
+from pneumo.runs import backends, jobs
 from pneumo.runs.store import Run, RunStore
 from pneumo.training.augment import PRESETS
 from pneumo.training.config import TrainConfig
@@ -58,13 +58,13 @@ def test_queue_runs_one_at_a_time_then_the_next_starts_by_itself(tiny_npz: Path)
     assert _state(first) == "running" and _state(second) == "queued"
     assert jobs.schedule(store) == []  # a second call starts nothing more: no run starts twice
     _finish(first, store)
-    assert _state(first) == "finished", first.log_tail()
+    assert _state(first) == "finished", jobs.log_tail(first)
     # the finishing worker started the queued one, with no UI polling
     _wait(lambda: _state(second) != "queued", timeout=30, what="second run to start")
     _finish(second, store)
-    assert _state(second) == "finished", second.log_tail()
+    assert _state(second) == "finished", jobs.log_tail(second)
     assert second.status()["started"] >= first.status()["ended"]
-    assert len(first.predictions()) == 300 and "Epoch 2/2" in first.log_tail(200)
+    assert len(first.predictions()) == 300 and "Epoch 2/2" in jobs.log_tail(first, 200)
 
 
 def _fingerprint(folder: Path) -> dict[str, bytes]:
@@ -90,7 +90,7 @@ def test_stop_is_graceful_and_kill_is_detected_then_resume_completes(tiny_npz: P
     _wait(lambda: len(run.batches()) >= 5, what="training to start")
     jobs.stop(run, by=LOCAL)
     _finish(run, store)
-    assert _state(run) == "stopped", run.log_tail()
+    assert _state(run) == "stopped", jobs.log_tail(run)
     assert run.file("last.keras").exists() and len(run.predictions()) == 300
     assert not run.file("stop").exists()
 
@@ -111,7 +111,7 @@ def test_stop_is_graceful_and_kill_is_detected_then_resume_completes(tiny_npz: P
 
     jobs.resume(run, by=LOCAL)
     _finish(run, store)
-    assert _state(run) == "finished", run.log_tail()
+    assert _state(run) == "finished", jobs.log_tail(run)
     history = run.history()
     assert history["epoch"].tolist() == list(range(1, 7))  # each epoch once, to the planned number
     before = pd.read_csv(io.BytesIO(history_before))
@@ -122,7 +122,7 @@ def test_stop_is_graceful_and_kill_is_detected_then_resume_completes(tiny_npz: P
 
 
 def test_stopping_a_queued_run_cancels_it(tiny_npz: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(jobs, "_spawn", lambda run: None)  # nothing may start: we only test the queue
+    monkeypatch.setattr(backends.LocalBackend, "start", lambda self, run: None)  # only the queue is tested
     store = RunStore()
     run = store.create(_config(tiny_npz, epochs=1))
     jobs.stop(run, by=LOCAL)

@@ -62,7 +62,7 @@ def test_damaged_runs_say_why(tmp_path: Path) -> None:
     assert missing.damage == "config.json is missing"
     assert bad_state.damage == "status.json has no valid state"
     assert "not a valid configuration" in bad_config.damage
-    assert Run(tmp_path / "nothing").log_tail() == ""
+    assert Run(tmp_path / "nothing").log_text() == ""
 
 
 def test_history_frames_are_dataframes(tmp_path: Path) -> None:
