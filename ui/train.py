@@ -7,6 +7,8 @@ or from what ``TrainConfig.problems`` accepts.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -14,7 +16,7 @@ import streamlit as st
 from pneumo import charts
 from pneumo.access import Forbidden, Mode, User, owner_name
 from pneumo.data.sources import DatasetError, ImageSet
-from pneumo.runs import jobs, monitoring
+from pneumo.runs import backends, jobs, monitoring
 from pneumo.runs.store import Run, RunState, RunStore
 from pneumo.training.augment import PRESETS, TRANSFORMS, Augmentation, preset_name, preview
 from pneumo.training.config import MAX_NAME_CHARS, MODEL_DEFAULTS, MODELS, OPTIONS, RUN_PRESETS, TrainConfig
@@ -188,7 +190,12 @@ def _augmentation_controls(image_set: ImageSet, default: Augmentation) -> Augmen
 
 def _start_panel(config: TrainConfig) -> None:
     st.divider()
-    st.markdown(f"**Device**: {_device()}")
+    backend = backends.chosen()
+    if backend.name == backends.LOCAL:
+        st.markdown(f"**Device**: {_device()}")
+    else:
+        with contextlib.suppress(backends.Unavailable):  # cannot_start below says why
+            st.markdown(f"**Runs train** {plain(backend.describe())}.")
     user, rules, store = current_user(), policy(), RunStore()
     try:
         rules.check_config(config)  # first: outside the data roots, nothing is said about the files
@@ -274,6 +281,8 @@ def _live(run: Run, user: User | None) -> None:
 
 def _status_line(run: Run, state: RunState, status: dict, user: User | None) -> None:
     device, name = status.get("device", ""), plain(run.name)
+    if status.get("backend") == backends.RAY and status.get("job"):
+        device += f" · Ray job {status['job']}" + (f" on {status['host']}" if status.get("host") else "")
     allowed = user is not None and user.may_manage(run.owner)
     if not allowed and policy().mode != Mode.SOLO:
         st.caption(f"Started by {plain(owner_name(run.owner))}: only they or the teacher can stop, resume or "

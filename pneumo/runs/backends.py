@@ -67,6 +67,9 @@ class Backend(Protocol):
     def log(self, run: Run) -> str:
         """The run's output so far."""
 
+    def describe(self) -> str:
+        """Where runs train, in words, for the Train page; ``Unavailable`` when they cannot now."""
+
 
 def max_parallel() -> int:
     """Local runs training at once (``PNEUMO_MAX_RUNS``, default 1)."""
@@ -125,6 +128,10 @@ class LocalBackend:
 
     def log(self, run: Run) -> str:
         return run.log_text()
+
+    def describe(self) -> str:
+        n = self.slots()
+        return f"in processes of this machine, {n} run{'s' * (n != 1)} at a time"
 
 
 @dataclass(frozen=True)
@@ -188,6 +195,11 @@ class RayBackend:
                           sum(n.resources_total.get("GPU", 0) for n in nodes))
         _clusters[self.address] = (time.monotonic(), cluster)
         return cluster
+
+    def describe(self) -> str:
+        cpus, gpus = self.per_run()
+        return (f"on the Ray cluster at {self.address}: {self.cluster()}; each run asks for {cpus:g} CPU"
+                f"{'s' * (cpus != 1)}" + (f" and {gpus:g} GPU{'s' * (gpus != 1)}" if gpus else ""))
 
     def per_run(self) -> tuple[float, float]:
         """CPUs and GPUs each run asks Ray for: ``PNEUMO_RAY_CPUS`` (default 1) and

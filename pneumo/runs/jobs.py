@@ -57,9 +57,14 @@ READ_ONLY = ("The runs folder cannot be written (a read-only disk, or no permiss
 
 
 def cannot_start(store: RunStore, by: User, policy: Policy) -> str | None:
-    """Why ``by`` cannot start a run now (read-only runs folder, run count, disk budget), or None."""
+    """Why ``by`` cannot start a run now (read-only runs folder, Ray cluster not answering, run
+    count, disk budget), or None."""
     if not writable(store):
         return READ_ONLY
+    try:
+        backends.chosen().describe()
+    except backends.Unavailable as exc:
+        return str(exc)
     if by.teacher:
         return None
     mine = [r for r in store.runs() if r.owner == by.id and r.damage is None]

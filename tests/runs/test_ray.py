@@ -1,0 +1,169 @@
+"""The ray backend against a real local Ray head (one for the whole file): runs submitted from the
+library and from the Train page train as Ray jobs, stop, die and resume as local runs do."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pneumo.access import LOCAL
+from pneumo.runs import backends, jobs
+from pneumo.runs.store import Run, RunStore
+from pneumo.training.augment import PRESETS
+from pneumo.training.config import TrainConfig
+from tests.conftest import as_read, page_app
+
+pytestmark = pytest.mark.slow
+ray = pytest.importorskip("ray", reason="Ray is not installed: pip install -r requirements-cluster.txt")
+
+PORTS = ("port", "dashboard-port", "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "metrics-export-port",
+         "runtime-env-agent-port", "ray-client-server-port", "node-manager-port", "object-manager-port")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ray_head() -> Iterator[str]:
+    """A real Ray head with 2 CPUs on ports of its own, stopped (its whole process group) afterwards."""
+    if shutil.which("ray") is None:
+        pytest.skip("the ray command is not on PATH")
+    ports = {name: _free_port() for name in PORTS}
+    command = ["ray", "start", "--head", "--block", "--num-cpus", "2", "--num-gpus", "0", "--disable-usage-stats",
+               "--include-dashboard", "true", "--dashboard-host", "127.0.0.1", "--object-store-memory", str(80 << 20),
+               *[f"--{name}={port}" for name, port in ports.items()]]
+    head = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    address = f"http://127.0.0.1:{ports['dashboard-port']}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if backends.RayBackend(address).cluster().nodes:
+                    break
+            except backends.Unavailable:
+                backends._clients.pop(address, None)
+            if head.poll() is not None or time.monotonic() > deadline:
+                output = head.stdout.read().decode(errors="replace") if head.poll() is not None else ""
+                pytest.skip(f"Ray could not start here: {output[-800:] or 'no answer within 120 s'}")
+            time.sleep(1)
+        yield address
+    finally:  # the head and everything it started share its process group
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(head.pid, signal.SIGKILL)
+        head.wait()
+
+
+@pytest.fixture
+def on_ray(ray_head: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv(backends.RAY_ADDRESS_VARIABLE, ray_head)
+    return ray_head
+
+
+def _config(tiny_npz: Path, epochs: int, **changes) -> TrainConfig:
+    return TrainConfig(dataset=str(tiny_npz), image_size=64, val_fraction=0, cnn_filters=8, cnn_blocks=3,
+                       batch_size=16, epochs=epochs, early_stopping=0, augmentation=PRESETS["none"], **changes)
+
+
+def _until(predicate, what: str, store: RunStore, timeout: float = 240) -> None:
+    """Wait for state, looking after the queue as each browser session's poll does."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        jobs.schedule(store)
+        if predicate():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _state(run: Run) -> str:
+    return run.status()["state"]
+
+
+def test_a_run_trains_as_a_ray_job_tracked_in_mlflow(on_ray: str, tiny_npz: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    store = RunStore()
+    run = jobs.submit(_config(tiny_npz, epochs=2, name="on the cluster"), store)
+    status = run.status()
+    assert (status["backend"], status["ray_address"], status["job"]) == ("ray", on_ray, run.id)
+    job = backends.RayBackend(on_ray).client().get_job_info(run.id)
+    assert "pneumo worker" in job.entrypoint and job.entrypoint.endswith(str(run.path))
+    _until(lambda: _state(run) == "finished", "the run to finish", store)
+    assert list(run.history()["epoch"]) == [1, 2] and len(run.predictions()) == 300
+    assert f"run {run.id}: finished" in jobs.log_tail(run, 50)  # Ray's own log of the job
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    tracked = client.get_run(run.status()["mlflow_run"])
+    assert tracked.info.status == "FINISHED" and tracked.data.tags["pneumo.run"] == run.id
+    assert [m.step for m in client.get_metric_history(tracked.info.run_id, "val_auc")] == [1, 2]
+
+
+def test_stop_mid_run_kill_marks_failed_and_resume_goes_on(on_ray: str, tiny_npz: Path) -> None:
+    store = RunStore()
+    killed = jobs.submit(_config(tiny_npz, epochs=30, name="killed"), store)
+    stopped = jobs.submit(_config(tiny_npz, epochs=30, name="stopped"), store)
+    assert _state(stopped) == _state(killed) == "running"  # 2 CPUs, 1 per run: both placed at once
+    assert jobs.schedule(store) == []  # nothing starts twice
+
+    _until(lambda: killed.status().get("batch"), "training to begin", store)
+    os.kill(killed.status()["pid"], signal.SIGKILL)
+    _until(lambda: _state(killed) == "failed", "the killed job to be noticed", store)
+    assert "Ray reports its job failed" in killed.status()["error"]
+
+    _until(lambda: len(stopped.history()) >= 1, "a first epoch", store)
+    jobs.stop(stopped, by=LOCAL)
+    _until(lambda: _state(stopped) == "stopped", "the stop", store)
+    assert stopped.file("last.keras").exists() and len(stopped.history()) < 30
+
+    jobs.resume(stopped, by=LOCAL)
+    assert stopped.status()["job"] == f"{stopped.id}-resume-1"
+    epochs = len(stopped.history())
+    _until(lambda: len(stopped.history()) > epochs, "an epoch after the resume", store)
+    jobs.stop(stopped, by=LOCAL)
+    _until(lambda: _state(stopped) == "stopped", "the second stop", store)
+
+
+def test_the_train_page_starts_a_run_on_the_cluster_and_shows_its_curves(on_ray: str) -> None:
+    at = page_app("train").run()
+    assert any("Runs train** on the Ray cluster" in m.value and "1 node, 2 CPUs, 0 GPUs" in m.value
+               for m in at.markdown)
+    at.number_input(key="tr_epochs_cnn").set_value(1).run()
+    next(b for b in at.button if b.label == "Start training").click().run()
+    assert not at.exception
+    (run,) = RunStore().runs()
+    assert run.status()["backend"] == "ray"
+    _until(lambda: _state(run) == "finished", "the run to finish", RunStore())
+    watch = page_app("train", train_view="Watch", watch_run=run.id).run()
+    assert not watch.exception
+    assert len(watch.get("plotly_chart")) >= 3  # loss, accuracy and AUC by epoch
+    assert f"Ray job {run.id}" in as_read(watch.success[0].value)
+
+
+def test_a_cluster_that_does_not_answer_refuses_runs_with_the_reason(monkeypatch: pytest.MonkeyPatch,
+                                                                     tiny_npz: Path) -> None:
+    monkeypatch.setenv(backends.RAY_ADDRESS_VARIABLE, f"http://127.0.0.1:{_free_port()}")
+    with pytest.raises(jobs.Refused, match="does not answer"):
+        jobs.submit(_config(tiny_npz, epochs=1))
+    assert RunStore().runs() == []
+    at = page_app("train").run()
+    assert next(b for b in at.button if b.label == "Start training").disabled
+    assert any("does not answer" in i.value for i in at.info)
+
+
+def test_a_relative_data_path_is_refused_on_a_cluster(on_ray: str) -> None:
+    with pytest.raises(jobs.Refused, match="absolute path"):
+        jobs.submit(TrainConfig(dataset="data/chest_xray"))
