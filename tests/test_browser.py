@@ -122,7 +122,7 @@ def test_full_journey(browser_page, app_url: str) -> None:
     page = browser_page
     _open_small_dataset(page, app_url)
     _shot(page, "01-dataset")
-    _open_train_form(page, epochs=3)
+    _open_train_form(page, epochs=2)
     _shot(page, "02-train-form")
     page.get_by_role("button", name="Start training").click()
     page.get_by_text("Loss per epoch").first.wait_for(timeout=180_000)  # the first epoch has ended
@@ -131,7 +131,7 @@ def test_full_journey(browser_page, app_url: str) -> None:
     # are checked step by step in test_watch_follows_a_live_run.
     page.get_by_text("finished on", exact=False).first.wait_for(timeout=240_000)
     expect(page.get_by_role("combobox", name="Run", exact=True)).to_have_value(re.compile(r"· finished$"))
-    expect(page.get_by_text("Epoch 3 of 3", exact=False).first).to_be_visible()
+    expect(page.get_by_text("Epoch 2 of 2", exact=False).first).to_be_visible()
     assert page.locator(".js-plotly-plot").count() >= 5
     assert page.locator('[data-testid="stException"]').count() == 0
     _shot(page, "04-watch-finished")

@@ -3,12 +3,8 @@ library and from the Train page train as Ray jobs, stop, die and resume as local
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
 import signal
-import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,49 +16,21 @@ from pneumo.runs import backends, jobs
 from pneumo.runs.store import Run, RunStore
 from pneumo.training.augment import PRESETS
 from pneumo.training.config import TrainConfig
+from tests import rayhead
 from tests.conftest import as_read, page_app
 
 pytestmark = pytest.mark.slow
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install -r requirements-cluster.txt")
 
-PORTS = ("port", "dashboard-port", "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "metrics-export-port",
-         "runtime-env-agent-port", "ray-client-server-port", "node-manager-port", "object-manager-port")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def ray_head() -> Iterator[str]:
-    """A real Ray head with 2 CPUs on ports of its own, stopped (its whole process group) afterwards."""
-    if shutil.which("ray") is None:
-        pytest.skip("the ray command is not on PATH")
-    ports = {name: _free_port() for name in PORTS}
-    command = ["ray", "start", "--head", "--block", "--num-cpus", "2", "--num-gpus", "0", "--disable-usage-stats",
-               "--include-dashboard", "true", "--dashboard-host", "127.0.0.1", "--object-store-memory", str(80 << 20),
-               *[f"--{name}={port}" for name, port in ports.items()]]
-    head = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    address = f"http://127.0.0.1:{ports['dashboard-port']}"
+    """One real Ray head for the whole file; skipped, with Ray's words, only when it cannot start."""
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if backends.RayBackend(address).cluster().nodes:
-                    break
-            except backends.Unavailable:
-                backends._clients.pop(address, None)
-            if head.poll() is not None or time.monotonic() > deadline:
-                output = head.stdout.read().decode(errors="replace") if head.poll() is not None else ""
-                pytest.skip(f"Ray could not start here: {output[-800:] or 'no answer within 120 s'}")
-            time.sleep(1)
-        yield address
-    finally:  # the head and everything it started share its process group
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(head.pid, signal.SIGKILL)
-        head.wait()
+        with rayhead.ray_head() as address:
+            yield address
+    except rayhead.NoHead as exc:
+        pytest.skip(f"Ray could not start here: {exc}")
 
 
 @pytest.fixture
@@ -110,6 +78,9 @@ def test_a_run_trains_as_a_ray_job_tracked_in_mlflow(on_ray: str, tiny_npz: Path
     tracked = client.get_run(run.status()["mlflow_run"])
     assert tracked.info.status == "FINISHED" and tracked.data.tags["pneumo.run"] == run.id
     assert [m.step for m in client.get_metric_history(tracked.info.run_id, "val_auc")] == [1, 2]
+    assert 0 <= tracked.data.metrics["test_auc"] <= 1 and tracked.data.params["epochs"] == "2"
+    assert [a.path for a in client.list_artifacts(tracked.info.run_id, "model")] == ["model/best.keras"]
+    assert (tmp_path / "mlartifacts").is_dir()  # beside the SQLite file, not wherever the job started
 
 
 def test_stop_mid_run_kill_marks_failed_and_resume_goes_on(on_ray: str, tiny_npz: Path) -> None:
@@ -137,7 +108,9 @@ def test_stop_mid_run_kill_marks_failed_and_resume_goes_on(on_ray: str, tiny_npz
     _until(lambda: _state(stopped) == "stopped", "the second stop", store)
 
 
-def test_the_train_page_starts_a_run_on_the_cluster_and_shows_its_curves(on_ray: str) -> None:
+def test_the_train_page_starts_a_run_on_the_cluster_and_shows_its_curves(
+        on_ray: str, tiny_npz: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PNEUMO_DATA", str(tiny_npz))  # the page opens on it
     at = page_app("train").run()
     assert any("Runs train** on the Ray cluster" in m.value and "1 node, 2 CPUs, 0 GPUs" in m.value
                for m in at.markdown)
@@ -155,7 +128,7 @@ def test_the_train_page_starts_a_run_on_the_cluster_and_shows_its_curves(on_ray:
 
 def test_a_cluster_that_does_not_answer_refuses_runs_with_the_reason(monkeypatch: pytest.MonkeyPatch,
                                                                      tiny_npz: Path) -> None:
-    monkeypatch.setenv(backends.RAY_ADDRESS_VARIABLE, f"http://127.0.0.1:{_free_port()}")
+    monkeypatch.setenv(backends.RAY_ADDRESS_VARIABLE, f"http://127.0.0.1:{rayhead.free_port()}")
     with pytest.raises(jobs.Refused, match="does not answer"):
         jobs.submit(_config(tiny_npz, epochs=1))
     assert RunStore().runs() == []
