@@ -174,7 +174,7 @@ class RayBackend:
             logging.getLogger("ray").setLevel(logging.WARNING)  # not a line per file it packs for upload
             try:
                 _clients[self.address] = JobSubmissionClient(self.address)
-            except (ConnectionError, RuntimeError, ValueError) as exc:
+            except (OSError, RuntimeError, ValueError) as exc:
                 raise Unavailable(f"The Ray cluster at {self.address} does not answer ({exc}).") from exc
         return _clients[self.address]
 
@@ -228,22 +228,24 @@ class RayBackend:
         on_disk = spec_kind(config.dataset) in ("csv", "folder") or data.suffix.lower() == ".npz"
         if on_disk and not data.is_absolute():
             raise Unavailable(f"On a Ray cluster the data set must be given as an absolute path that every node "
-                                  f"sees, not {config.dataset!r}: a job starts in a folder of its own.")
+                              f"sees, not {config.dataset!r}: a job starts in a folder of its own.")
         root = store.root.resolve()
         if (self.address, str(root)) in _visible:
             return
         client = self.client()
-        root.mkdir(parents=True, exist_ok=True)
         token = secrets.token_hex(8)
         probe = root / f".probe-{token}"
-        probe.write_text(token)
         try:
+            root.mkdir(parents=True, exist_ok=True)
+            probe.write_text(token)
             job = client.submit_job(
                 entrypoint=shlex.join(["python", "-c", "import pathlib, sys; "
                                        "sys.exit(pathlib.Path(sys.argv[1]).read_text() != sys.argv[2])",
                                        str(probe), token]),
                 submission_id=f"pneumo-probe-{token}", entrypoint_num_cpus=0)
             status = self._wait(job)
+        except (OSError, RuntimeError) as exc:
+            raise Unavailable(f"Could not check that the cluster sees the runs folder {root}: {exc}") from exc
         finally:
             probe.unlink(missing_ok=True)
         if status != "SUCCEEDED":
@@ -277,7 +279,7 @@ class RayBackend:
                 runtime_env={"working_dir": str(PROJECT_ROOT), "excludes": NOT_UPLOADED,
                              "env_vars": {**environment, **JOB_ENVIRONMENT}},
                 metadata={"pneumo_run": run.id, "name": run.name[:100]})
-        except RuntimeError as exc:
+        except (OSError, RuntimeError) as exc:
             if self._job(job) is None:  # not a second submission of a job Ray already has
                 run.update_status(state=RunState.QUEUED, job=None, started=None,
                                   note=f"waiting: the Ray cluster refused the job ({str(exc)[:200]})")
@@ -287,7 +289,7 @@ class RayBackend:
         """The job's details; None when Ray does not know it."""
         try:
             return self.client().get_job_info(job)
-        except RuntimeError:
+        except (OSError, RuntimeError):
             return None
 
     def ended(self, runs: list[Run]) -> dict[str, str]:
@@ -295,7 +297,7 @@ class RayBackend:
         None of them when the cluster does not answer: nothing can be said then."""
         try:
             jobs = {j.submission_id: j for j in self.client().list_jobs()}
-        except (Unavailable, ConnectionError, RuntimeError):
+        except (Unavailable, OSError, RuntimeError):
             return {}
         ended = {}
         for run in runs:
@@ -311,16 +313,18 @@ class RayBackend:
         """A job still waiting for a place on the cluster is stopped; a training one sees the flag."""
         try:
             job = self._job(run.status().get("job") or "")
-            if job is not None and str(job.status.value) == "PENDING":
-                self.client().stop_job(job.submission_id)
-        except (Unavailable, ConnectionError, RuntimeError):
+            if job is not None and str(job.status.value) == "PENDING" and self.client().stop_job(job.submission_id):
+                run.file("stop").unlink(missing_ok=True)
+                run.update_status(state=RunState.STOPPED, ended=time.time(),
+                                  note="stopped before it began training on the cluster")
+        except (Unavailable, OSError, RuntimeError):
             pass  # the job sees the stop flag when it starts
 
     def log(self, run: Run) -> str:
         """Ray's log of the job; the run folder's log.txt when the cluster does not answer."""
         try:
             return self.client().get_job_logs(run.status().get("job") or run.id)
-        except (Unavailable, ConnectionError, RuntimeError):
+        except (Unavailable, OSError, RuntimeError):
             return run.log_text()
 
 
