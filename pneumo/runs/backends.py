@@ -270,7 +270,7 @@ class RayBackend:
         status = run.status()
         job = run.id + (f"-resume-{status['resumed']}" if status.get("resumed") else "")
         cpus, gpus = self.per_run()
-        run.update_status(state=RunState.RUNNING, job=job, started=time.time(), error=None, pid=None)
+        run.update_status(state=RunState.RUNNING, job=job, started=time.time(), error=None, note=None, pid=None)
         environment = {k: v for k, v in os.environ.items() if k.startswith(PASSED_ON)}
         try:
             self.client().submit_job(
