@@ -132,7 +132,8 @@ def test_full_journey(browser_page, app_url: str) -> None:
     page.get_by_text("finished on", exact=False).first.wait_for(timeout=240_000)
     expect(page.get_by_role("combobox", name="Run", exact=True)).to_have_value(re.compile(r"· finished$"))
     expect(page.get_by_text("Epoch 2 of 2", exact=False).first).to_be_visible()
-    assert page.locator(".js-plotly-plot").count() >= 5
+    # three epoch curves, batch loss, learning rate: drawn after the rerun the finish caused
+    page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 5", timeout=60_000)
     assert page.locator('[data-testid="stException"]').count() == 0
     _shot(page, "04-watch-finished")
     page.get_by_text("Runs", exact=True).click()

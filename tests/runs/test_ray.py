@@ -59,36 +59,18 @@ def _state(run: Run) -> str:
     return run.status()["state"]
 
 
-def test_a_run_trains_as_a_ray_job_tracked_in_mlflow(on_ray: str, tiny_npz: Path, tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_runs_as_ray_jobs_stop_die_resume_and_are_tracked_in_mlflow(
+        on_ray: str, tiny_npz: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    store = RunStore()
-    run = jobs.submit(_config(tiny_npz, epochs=2, name="on the cluster"), store)
-    status = run.status()
-    assert (status["backend"], status["ray_address"], status["job"]) == ("ray", on_ray, run.id)
-    job = backends.RayBackend(on_ray).client().get_job_info(run.id)
-    assert "pneumo worker" in job.entrypoint and job.entrypoint.endswith(str(run.path))
-    _until(lambda: _state(run) == "finished", "the run to finish", store)
-    assert list(run.history()["epoch"]) == [1, 2] and len(run.predictions()) == 300
-    assert f"run {run.id}: finished" in jobs.log_tail(run, 50)  # Ray's own log of the job
-
-    from mlflow import MlflowClient
-
-    client = MlflowClient()
-    tracked = client.get_run(run.status()["mlflow_run"])
-    assert tracked.info.status == "FINISHED" and tracked.data.tags["pneumo.run"] == run.id
-    assert [m.step for m in client.get_metric_history(tracked.info.run_id, "val_auc")] == [1, 2]
-    assert 0 <= tracked.data.metrics["test_auc"] <= 1 and tracked.data.params["epochs"] == "2"
-    assert [a.path for a in client.list_artifacts(tracked.info.run_id, "model")] == ["model/best.keras"]
-    assert (tmp_path / "mlartifacts").is_dir()  # beside the SQLite file, not wherever the job started
-
-
-def test_stop_mid_run_kill_marks_failed_and_resume_goes_on(on_ray: str, tiny_npz: Path) -> None:
     store = RunStore()
     killed = jobs.submit(_config(tiny_npz, epochs=30, name="killed"), store)
     stopped = jobs.submit(_config(tiny_npz, epochs=30, name="stopped"), store)
     assert _state(stopped) == _state(killed) == "running"  # 2 CPUs, 1 per run: both placed at once
     assert jobs.schedule(store) == []  # nothing starts twice
+    status = stopped.status()
+    assert (status["backend"], status["ray_address"], status["job"]) == ("ray", on_ray, stopped.id)
+    job = backends.RayBackend(on_ray).client().get_job_info(stopped.id)
+    assert "pneumo worker" in job.entrypoint and job.entrypoint.endswith(str(stopped.path))
 
     _until(lambda: killed.status().get("batch"), "training to begin", store)
     os.kill(killed.status()["pid"], signal.SIGKILL)
@@ -99,6 +81,8 @@ def test_stop_mid_run_kill_marks_failed_and_resume_goes_on(on_ray: str, tiny_npz
     jobs.stop(stopped, by=LOCAL)
     _until(lambda: _state(stopped) == "stopped", "the stop", store)
     assert stopped.file("last.keras").exists() and len(stopped.history()) < 30
+    assert f"run {stopped.id}: stopped" in jobs.log_tail(stopped, 50)  # Ray's own log of the job
+    _tracked_in_mlflow(stopped)
 
     jobs.resume(stopped, by=LOCAL)
     assert stopped.status()["job"] == f"{stopped.id}-resume-1"
@@ -106,6 +90,20 @@ def test_stop_mid_run_kill_marks_failed_and_resume_goes_on(on_ray: str, tiny_npz
     _until(lambda: len(stopped.history()) > epochs, "an epoch after the resume", store)
     jobs.stop(stopped, by=LOCAL)
     _until(lambda: _state(stopped) == "stopped", "the second stop", store)
+
+
+def _tracked_in_mlflow(run: Run) -> None:
+    """What the run's folder holds, read back from the SQLite MLflow store with MlflowClient."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    tracked = client.get_run(run.status()["mlflow_run"])
+    epochs = list(run.history()["epoch"])
+    assert tracked.info.status == "KILLED" and tracked.data.tags["pneumo.run"] == run.id
+    assert [m.step for m in client.get_metric_history(tracked.info.run_id, "val_auc")] == epochs
+    assert 0 <= tracked.data.metrics["test_auc"] <= 1 and tracked.data.params["epochs"] == "30"
+    assert "model/last.keras" in [a.path for a in client.list_artifacts(tracked.info.run_id, "model")]
+    assert (Path(os.environ["MLFLOW_TRACKING_URI"].removeprefix("sqlite:///")).parent / "mlartifacts").is_dir()
 
 
 def test_the_train_page_starts_a_run_on_the_cluster_and_shows_its_curves(
