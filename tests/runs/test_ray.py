@@ -62,6 +62,9 @@ def _state(run: Run) -> str:
 def test_runs_as_ray_jobs_stop_die_resume_and_are_tracked_in_mlflow(
         on_ray: str, tiny_npz: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    from mlflow import MlflowClient
+
+    MlflowClient().search_experiments()  # creates the store's tables once: two workers racing to would clash
     store = RunStore()
     killed = jobs.submit(_config(tiny_npz, epochs=30, name="killed"), store)
     stopped = jobs.submit(_config(tiny_npz, epochs=30, name="stopped"), store)
