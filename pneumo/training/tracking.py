@@ -68,28 +68,17 @@ class Tracker(keras.callbacks.Callback):
             print(f"{URI_VARIABLE} is set, but MLflow is not installed: pip install -r requirements-cluster.txt. "
                   "This run is not tracked.", flush=True)
             return None
-        try:
-            client = MlflowClient()
-            name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or EXPERIMENT
-            experiment = client.get_experiment_by_name(name)
-            experiment_id = (experiment.experiment_id if experiment
-                             else client.create_experiment(name, artifact_location=_artifact_location()))
-            mlflow_run = run.status().get("mlflow_run")
-            if mlflow_run:
-                client.update_run(mlflow_run, status="RUNNING")
-            else:
-                mlflow_run = client.create_run(experiment_id, run_name=run.name, tags={
-                    "pneumo.run": run.id, "pneumo.owner": str(run.owner), "pneumo.dataset": config.dataset,
-                    "pneumo.model": config.model}).info.run_id
-                run.update_status(mlflow_run=mlflow_run)
-                from mlflow.entities import Param
-
-                client.log_batch(mlflow_run, params=[Param(k, v[:6000]) for k, v in flat(config.to_dict()).items()])
-        except Exception as exc:  # noqa: BLE001 - whatever the store's trouble, training goes on
-            _say_stopped(exc)
-            return None
+        for attempt in (1, 2):  # a fresh SQLite store: two runs starting at once both create its tables
+            try:
+                mlflow_run = _open(MlflowClient(), run, config)
+                break
+            except Exception as exc:  # noqa: BLE001 - whatever the store's trouble, training goes on
+                if attempt == 2:
+                    _say_stopped(exc)
+                    return None
+                time.sleep(1.0)
         print(f"tracking in MLflow at {os.environ[URI_VARIABLE]}: run {mlflow_run}", flush=True)
-        return cls(client, run, mlflow_run)
+        return cls(MlflowClient(), run, mlflow_run)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         from mlflow.entities import Metric
@@ -122,6 +111,26 @@ class Tracker(keras.callbacks.Callback):
         except Exception as exc:  # noqa: BLE001 - whatever the store's trouble, training goes on
             self.failed = True
             _say_stopped(exc)
+
+
+def _open(client: MlflowClient, run: Run, config: TrainConfig) -> str:
+    """The run's MLflow run id: created (with the parameters) on the first start, reopened on a resume."""
+    name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or EXPERIMENT
+    experiment = client.get_experiment_by_name(name)
+    experiment_id = (experiment.experiment_id if experiment
+                     else client.create_experiment(name, artifact_location=_artifact_location()))
+    mlflow_run = run.status().get("mlflow_run")
+    if mlflow_run:
+        client.update_run(mlflow_run, status="RUNNING")
+    else:
+        mlflow_run = client.create_run(experiment_id, run_name=run.name, tags={
+            "pneumo.run": run.id, "pneumo.owner": str(run.owner), "pneumo.dataset": config.dataset,
+            "pneumo.model": config.model}).info.run_id
+        run.update_status(mlflow_run=mlflow_run)
+        from mlflow.entities import Param
+
+        client.log_batch(mlflow_run, params=[Param(k, v[:6000]) for k, v in flat(config.to_dict()).items()])
+    return mlflow_run
 
 
 def _artifact_location() -> str | None:
