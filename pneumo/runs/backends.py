@@ -70,6 +70,12 @@ class Backend(Protocol):
     def describe(self) -> str:
         """Where runs train, in words, for the Train page; ``Unavailable`` when they cannot now."""
 
+    def check(self, store: RunStore, config: TrainConfig) -> None:
+        """``Unavailable`` when this backend cannot train this run from this runs folder."""
+
+    def recorded(self) -> dict:
+        """What status.json keeps of the backend, so ``of`` finds it again."""
+
 
 def max_parallel() -> int:
     """Local runs training at once (``PNEUMO_MAX_RUNS``, default 1)."""
@@ -133,6 +139,12 @@ class LocalBackend:
         n = self.slots()
         return f"in processes of this machine, {n} run{'s' * (n != 1)} at a time"
 
+    def check(self, store: RunStore, config: TrainConfig) -> None:
+        """Nothing to check: this machine sees its own runs folder and data."""
+
+    def recorded(self) -> dict:
+        return {"backend": LOCAL}
+
 
 @dataclass(frozen=True)
 class Cluster:
@@ -195,6 +207,9 @@ class RayBackend:
                           sum(n.resources_total.get("GPU", 0) for n in nodes))
         _clusters[self.address] = (time.monotonic(), cluster)
         return cluster
+
+    def recorded(self) -> dict:
+        return {"backend": RAY, "ray_address": self.address}
 
     def describe(self) -> str:
         cpus, gpus = self.per_run()
@@ -338,8 +353,3 @@ def of(run: Run) -> Backend:
     """The backend a run was created for (runs from before backends were recorded are local)."""
     status = run.status()
     return RayBackend(status["ray_address"]) if status.get("backend") == RAY else LocalBackend()
-
-
-def recorded(backend: Backend) -> dict:
-    """What status.json keeps of a run's backend."""
-    return {"backend": RAY, "ray_address": backend.address} if isinstance(backend, RayBackend) else {"backend": LOCAL}

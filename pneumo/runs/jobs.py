@@ -5,8 +5,8 @@ processes, or jobs on a Ray cluster).
 
 At most as many runs train at once as their backend has slots (locally ``PNEUMO_MAX_RUNS``,
 default 1); the rest wait as queued and start by themselves when one ends (the ending worker,
-and every UI poll, call ``schedule``). The queue is fair: owners take turns (``queue_order``), so one student's six runs
-do not hold up the class; a classroom server's policy also caps each student's runs and disk.
+and every UI poll, call ``schedule``). The queue is fair: owners take turns (``queue_order``),
+so one student's six runs do not hold up the class; a classroom server's policy also caps each student's runs and disk.
 A file lock makes ``schedule`` safe to call from many browser sessions and processes at the
 same moment: no run is lost or started twice. A process that dies without a word (kill -9, out
 of memory), or a Ray job the cluster reports failed or lost, is noticed by ``reconcile`` and its
@@ -56,13 +56,13 @@ READ_ONLY = ("The runs folder cannot be written (a read-only disk, or no permiss
              "Everything already there can still be watched, evaluated and used for predictions.")
 
 
-def cannot_start(store: RunStore, by: User, policy: Policy) -> str | None:
-    """Why ``by`` cannot start a run now (read-only runs folder, Ray cluster not answering, run
-    count, disk budget), or None."""
+def cannot_start(store: RunStore, by: User, policy: Policy, backend: backends.Backend | None = None) -> str | None:
+    """Why ``by`` cannot start a run on ``backend`` (``backends.chosen()`` when not given) now:
+    read-only runs folder, Ray cluster not answering, run count, disk budget; or None."""
     if not writable(store):
         return READ_ONLY
     try:
-        backends.chosen().describe()
+        (backend or backends.chosen()).describe()
     except backends.Unavailable as exc:
         return str(exc)
     if by.teacher:
@@ -99,17 +99,16 @@ def submit(config: TrainConfig, store: RunStore | None = None, by: User = LOCAL,
     problems = config.problems()
     if problems:
         raise Refused("; ".join(problems))
-    if isinstance(backend, backends.RayBackend):
-        try:
-            backend.check(store, config)
-        except backends.Unavailable as exc:
-            raise Refused(str(exc)) from exc
+    try:
+        backend.check(store, config)
+    except backends.Unavailable as exc:
+        raise Refused(str(exc)) from exc
     try:
         with _queue_lock(store):  # two clicks at once cannot both take the last place
-            reason = cannot_start(store, by, policy)
+            reason = cannot_start(store, by, policy, backend)
             if reason:
                 raise Refused(reason)
-            run = store.create(config, owner=by, **backends.recorded(backend))
+            run = store.create(config, owner=by, **backend.recorded())
     except OSError as exc:
         raise Refused(READ_ONLY if not writable(store) else f"The run could not be written: {exc.strerror}.") from exc
     schedule(store)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import keras
 
 from pneumo.runs.store import Run, RunState
+from pneumo.training.callbacks import current_lr
 from pneumo.training.config import TrainConfig
 
 if TYPE_CHECKING:
@@ -68,9 +69,14 @@ class Tracker(keras.callbacks.Callback):
             print(f"{URI_VARIABLE} is set, but MLflow is not installed: pip install -r requirements-cluster.txt. "
                   "This run is not tracked.", flush=True)
             return None
+        try:
+            client = MlflowClient()
+        except Exception as exc:  # noqa: BLE001 - a tracking URI it cannot use: training goes on
+            _say_stopped(exc)
+            return None
         for attempt in (1, 2):  # a fresh SQLite store: two runs starting at once both create its tables
             try:
-                mlflow_run = _open(MlflowClient(), run, config)
+                mlflow_run = _open(client, run, config)
                 break
             except Exception as exc:  # noqa: BLE001 - whatever the store's trouble, training goes on
                 if attempt == 2:
@@ -78,12 +84,12 @@ class Tracker(keras.callbacks.Callback):
                     return None
                 time.sleep(1.0)
         print(f"tracking in MLflow at {os.environ[URI_VARIABLE]}: run {mlflow_run}", flush=True)
-        return cls(MlflowClient(), run, mlflow_run)
+        return cls(client, run, mlflow_run)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         from mlflow.entities import Metric
 
-        values = {**(logs or {}), "learning_rate": keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)}
+        values = {**(logs or {}), "learning_rate": current_lr(self.model)}
         stamp = int(1000 * time.time())
         self._safely(lambda: self.client.log_batch(self.mlflow_run, metrics=[
             Metric(key, float(value), stamp, epoch + 1) for key, value in values.items()
