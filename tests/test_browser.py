@@ -196,8 +196,9 @@ def test_two_sessions_start_runs_at_once_then_predict_at_once(browser, server: t
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         new = [r for r in store.runs() if r.id not in before]
-        if len(new) == 2 and all(r.status()["state"] in ("finished", "failed", "stopped") for r in new):
-            break
+        ended = [r for r in new if r.status()["state"] in ("finished", "failed", "stopped")]
+        if len(new) == 2 and all(f"run {r.id}: " in jobs.log_tail(r, 5) for r in ended) and len(ended) == 2:
+            break  # the worker's last line follows its state
         time.sleep(1)
     new = sorted((r for r in store.runs() if r.id not in before), key=lambda r: r.status()["started"])
     assert len(new) == 2, "each click makes exactly one run"

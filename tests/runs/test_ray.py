@@ -84,7 +84,8 @@ def test_runs_as_ray_jobs_stop_die_resume_and_are_tracked_in_mlflow(
     jobs.stop(stopped, by=LOCAL)
     _until(lambda: _state(stopped) == "stopped", "the stop", store)
     assert stopped.file("last.keras").exists() and len(stopped.history()) < 30
-    assert f"run {stopped.id}: stopped" in jobs.log_tail(stopped, 50)  # Ray's own log of the job
+    # Ray's own log of the job: the worker's last line reaches it after the state is written
+    _until(lambda: f"run {stopped.id}: stopped" in jobs.log_tail(stopped, 50), "the job's log", store)
     _tracked_in_mlflow(stopped)
 
     jobs.resume(stopped, by=LOCAL)
