@@ -31,6 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 
+from tests import memory
+
 DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "chest_xray"
 DEFAULT_SIZE = 160
 SIZE_SWEEP_FILMS = 5000
@@ -55,11 +57,6 @@ def repeated_films(folder: Path, size: int, count: int, out: Path) -> Path:
     return path
 
 
-def _anonymous_bytes() -> int:
-    status = Path("/proc/self/status").read_text()
-    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("RssAnon:"))) * 1024
-
-
 def measure(path: Path, steps: int) -> dict:
     """In this process: train the default CNN on every film of ``path`` for WARMUP + ``steps`` steps."""
     import keras
@@ -71,12 +68,12 @@ def measure(path: Path, steps: int) -> dict:
     count, size = films.shape[0], films.shape[1]
     labels = np.load(path.parent / f"labels-{count}.npy")
     config = TrainConfig(image_size=size)
-    peak = [_anonymous_bytes()]
+    peak = [memory.anonymous_bytes()]
     done = threading.Event()
 
     def sample() -> None:
         while not done.wait(0.05):
-            peak[0] = max(peak[0], _anonymous_bytes())
+            peak[0] = max(peak[0], memory.anonymous_bytes())
 
     threading.Thread(target=sample, daemon=True).start()
     keras.utils.set_random_seed(0)
@@ -89,7 +86,7 @@ def measure(path: Path, steps: int) -> dict:
     rate = steps * config.batch_size / (time.perf_counter() - start)
     done.set()
     return {"films": count, "size": size, "images_per_s": rate, "epoch_s": count / rate,
-            "peak_anon_mb": max(peak[0], _anonymous_bytes()) / 2**20, "films_in_ram_mb": films.nbytes / 2**20}
+            "peak_anon_mb": max(peak[0], memory.anonymous_bytes()) / 2**20, "films_in_ram_mb": films.nbytes / 2**20}
 
 
 def run_one(folder: Path, work: Path, count: int, size: int, steps: int) -> dict:

@@ -98,13 +98,23 @@ class RunMonitor(keras.callbacks.Callback):
             replace_atomically(self.run.file(name), lambda tmp, kept=kept: kept.to_csv(tmp, index=False))
 
 
+class CompleteEpochBackup(keras.callbacks.BackupAndRestore):
+    """Backs up complete epochs only. Keras ends an epoch that a stop or a NaN cut short as if it
+    were whole; backing it up would make a resumed run skip the rest of it. Left out, the epoch is
+    trained again in full, so a stopped and resumed run trains as long as an unbroken one."""
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if not self.model.stop_training:
+            super().on_epoch_end(epoch, logs)
+
+
 class TriangularCyclicLR(keras.callbacks.Callback):
-    """Learning rate going linearly from ``low`` to ``high`` and back every ``2 * step`` batches."""
+    """Learning rate going linearly from ``low`` to ``high`` and back every ``2 * step`` batches,
+    counted by the optimizer's own step, which a resumed run restores: it carries on mid-cycle."""
 
     def __init__(self, low: float, high: float, step: int) -> None:
         super().__init__()
         self.low, self.high, self.step = low, high, step
-        self.iteration = 0
 
     def rate(self, iteration: int) -> float:
         cycle = math.floor(1 + iteration / (2 * self.step))
@@ -112,6 +122,6 @@ class TriangularCyclicLR(keras.callbacks.Callback):
         return self.low + (self.high - self.low) * max(0.0, 1 - x)
 
     def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
-        self.model.optimizer.learning_rate.assign(self.rate(self.iteration))
-        self.iteration += 1
+        optimizer = self.model.optimizer
+        optimizer.learning_rate.assign(self.rate(int(optimizer.iterations)))
 

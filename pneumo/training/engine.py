@@ -29,7 +29,7 @@ from pneumo.explain import familiarity
 from pneumo.files import replace_atomically, write_json
 from pneumo.runs.store import Run, RunState
 from pneumo.training import models, pipeline
-from pneumo.training.callbacks import RunMonitor, TriangularCyclicLR
+from pneumo.training.callbacks import CompleteEpochBackup, RunMonitor, TriangularCyclicLR
 from pneumo.training.config import TrainConfig
 from pneumo.training.tracking import Tracker
 
@@ -147,8 +147,7 @@ def _fit(run: Run, model: keras.Model, config: TrainConfig, train_ds, val_ds, st
     history = run.history()
     best_so_far = float(history["val_auc"].max()) if "val_auc" in history and len(history) else None
     callbacks: list[keras.callbacks.Callback] = [
-        keras.callbacks.BackupAndRestore(str(run.file(f"backup/phase{phase}")), double_checkpoint=True,
-                                         delete_checkpoint=False),
+        CompleteEpochBackup(str(run.file(f"backup/phase{phase}")), double_checkpoint=True, delete_checkpoint=False),
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.ModelCheckpoint(str(run.file("best.keras")), monitor="val_auc", mode="max",
                                         save_best_only=True, initial_value_threshold=best_so_far),

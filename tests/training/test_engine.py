@@ -123,3 +123,32 @@ def test_one_cycle_warms_up_then_anneals_to_zero(tiny_npz: Path) -> None:
     assert rates[peak] == pytest.approx(1e-3, rel=0.05) and 0.15 < peak / len(rates) < 0.25
     assert (np.diff(rates[:peak]) > 0).all() and (np.diff(rates[peak:]) <= 0).all()
     assert rates[-1] < 1e-3 / 100
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("schedule", [{"one_cycle": True}, {"cyclical_lr": True, "clr_step": 7}],
+                         ids=["one-cycle", "triangular"])
+def test_a_stopped_and_resumed_run_keeps_to_its_learning_rate_schedule(
+        tiny_npz: Path, schedule: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stopped in the middle of epoch 2 and resumed, a run trains epoch 2 again in full, each batch
+    at the rate an unbroken run's schedule gives it."""
+    config = _tiny(tiny_npz, epochs=2, cnn_blocks=2, batch_size=32, **schedule)
+    unbroken = RunStore().create(config)
+    assert run_training(unbroken, verbose=0) == "finished"
+
+    class StopsInEpochTwo(RunMonitor):
+        stopped = False
+
+        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+            if self._epoch == 2 and batch == 2 and not StopsInEpochTwo.stopped:
+                StopsInEpochTwo.stopped = True
+                self.run.file("stop").touch()
+            super().on_train_batch_end(batch, logs)
+
+    monkeypatch.setattr("pneumo.training.engine.RunMonitor", StopsInEpochTwo)
+    resumed = RunStore().create(config)
+    assert run_training(resumed, verbose=0) == "stopped"
+    assert run_training(resumed, verbose=0) == "finished"
+    assert resumed.history()["epoch"].tolist() == [1, 2]
+    assert resumed.batches()["step"].tolist() == unbroken.batches()["step"].tolist()
+    np.testing.assert_allclose(resumed.batches()["learning_rate"], unbroken.batches()["learning_rate"], rtol=1e-5)

@@ -10,6 +10,7 @@ import pytest
 from sklearn.utils.class_weight import compute_class_weight
 
 from pneumo.training import pipeline
+from tests import memory
 
 
 def test_training_class_weights_are_balanced_and_unrounded() -> None:
@@ -48,21 +49,15 @@ def test_each_row_comes_once_an_epoch_with_its_label(tmp_path: Path) -> None:
     assert seen[:7] != seen[7:]  # reshuffled each epoch
 
 
-def _anonymous_bytes() -> int:
-    """Memory the process holds of its own (not pages of mapped files, which the kernel may drop)."""
-    status = Path("/proc/self/status").read_text()
-    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("RssAnon:"))) * 1024
-
-
-@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads Linux's /proc")
+@pytest.mark.skipif(not memory.STATUS.exists(), reason="reads Linux's /proc")
 def test_an_epoch_over_a_large_set_does_not_load_it(tmp_path: Path) -> None:
     small = _numbered_films(tmp_path / "small.npy", 64, 256)
     for _ in pipeline.batches(small, np.arange(64), np.zeros(64), 32, shuffle=True):
         pass  # TensorFlow's own start-up memory is not the data set's
     films = _numbered_films(tmp_path / "films.npy", 6000, 256)  # 393 MB on disk
-    before = _anonymous_bytes()
+    before = memory.anonymous_bytes()
     rows = np.arange(len(films))
     count = sum(len(y) for _, y in pipeline.batches(films, rows, np.zeros(len(rows)), 32, shuffle=True))
     assert count == len(films)
     # Prefetched batches and allocator arenas take some (up to 100 MB seen); the films would take all.
-    assert _anonymous_bytes() - before < films.nbytes / 2
+    assert memory.anonymous_bytes() - before < films.nbytes / 2
