@@ -7,6 +7,7 @@ path built from the upload's name.
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import re
@@ -14,14 +15,15 @@ import struct
 import warnings
 from dataclasses import dataclass, field
 from pathlib import PurePath
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pydicom
 from PIL import Image, ImageOps
-from pydicom.errors import BytesLengthException, InvalidDicomError
-from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
 from pneumo.data.imaging import ImageDecodeError, decode_reason, to_gray
+
+if TYPE_CHECKING:
+    import pydicom
 
 logging.getLogger("pydicom").setLevel(logging.ERROR)  # its warnings are warnings too: see _read_dicom
 
@@ -130,7 +132,7 @@ def _header(ds: pydicom.Dataset) -> dict[str, str]:
     for name, keyword in HEADER_FIELDS.items():
         try:
             value = str(ds.get(keyword, "") or "").strip()
-        except (*_FORMAT_ERRORS, *_PIXEL_ERRORS):
+        except (*_format_errors(), *_PIXEL_ERRORS):
             continue
         if value and value.isprintable():
             found[name] = value[:16]
@@ -141,6 +143,8 @@ def _header(ds: pydicom.Dataset) -> dict[str, str]:
 
 def _decode_dicom(data: bytes, notes: list[str], header: dict[str, str]) -> np.ndarray:
     """pydicom parses each element when it is first read, so every access to ``ds`` sits in the try."""
+    import pydicom  # here, not above: 0.25 s that every page importing this module would pay
+
     try:
         ds = pydicom.dcmread(io.BytesIO(data))
         header.update(_header(ds))
@@ -151,13 +155,13 @@ def _decode_dicom(data: bytes, notes: list[str], header: dict[str, str]) -> np.n
         pixels = ds.pixel_array
     except ImageDecodeError:
         raise
-    except _FORMAT_ERRORS as exc:
+    except _format_errors() as exc:
         raise ImageDecodeError(f"not a readable DICOM file ({decode_reason(exc)})") from exc
     except _PIXEL_ERRORS as exc:
         raise ImageDecodeError(f"the DICOM pixel data cannot be decoded ({decode_reason(exc)})") from exc
     try:
         pixels = _grey(ds, pixels, notes)
-    except (*_FORMAT_ERRORS, *_PIXEL_ERRORS) as exc:
+    except (*_format_errors(), *_PIXEL_ERRORS) as exc:
         raise ImageDecodeError(f"the DICOM display settings cannot be applied ({decode_reason(exc)})") from exc
     lo, hi = float(pixels.min()), float(pixels.max())
     if not np.isfinite([lo, hi]).all():
@@ -174,7 +178,13 @@ def _stretch(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return np.round(np.clip(scaled, 0, 255)).astype(np.uint8)
 
 
-_FORMAT_ERRORS = (InvalidDicomError, BytesLengthException, struct.error, AttributeError, KeyError, IndexError)
+@functools.cache
+def _format_errors() -> tuple[type[Exception], ...]:
+    from pydicom.errors import BytesLengthException, InvalidDicomError
+
+    return InvalidDicomError, BytesLengthException, struct.error, AttributeError, KeyError, IndexError
+
+
 _PIXEL_ERRORS = (OSError, ValueError, TypeError, RuntimeError, NotImplementedError, EOFError, ArithmeticError)
 
 
@@ -189,6 +199,8 @@ def _grey(ds: pydicom.Dataset, pixels: np.ndarray, notes: list[str]) -> np.ndarr
         pixels = pixels[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
         notes.append(f"{photometric} colour converted to grey")
     else:
+        from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
         pixels = apply_modality_lut(pixels, ds)
         if "RescaleSlope" in ds or "ModalityLUTSequence" in ds:
             notes.append("modality rescale applied")
