@@ -67,7 +67,7 @@ def main() -> None:
                 start = time.perf_counter()
                 page.goto(url)
                 settled(page, "Images per split and class")
-                page.locator('[data-testid="stDataFrame"] canvas').first.wait_for()  # the table drawn
+                page.locator('[data-testid="stMarkdown"] td').first.wait_for()  # the table drawn
                 figures.setdefault("Dataset (first page)", []).append(time.perf_counter() - start)
                 for name, text in PAGES.items():
                     start = time.perf_counter()

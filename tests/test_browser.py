@@ -65,7 +65,7 @@ def test_dataset_page_renders_statistics(browser_page, app_url: str) -> None:
     page.goto(app_url)
     settle(page, "Images per split and class")
     assert page.get_by_text("Synthetic data").count() >= 1
-    expect(page.locator('[data-testid="stDataFrame"] canvas').first).to_be_visible()  # the class balance table
+    expect(page.locator('[data-testid="stMarkdown"] table td').first).to_be_visible()  # the class balance
     assert page.locator(".js-plotly-plot").count() == 0  # the first screen loads no Plotly
     page.screenshot(path=str(SHOTS / "dataset-balance.png"))
     for tab, text in (("Patients", "Patients per split and class"), ("Images", "Mean image per class"),
