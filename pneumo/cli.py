@@ -37,7 +37,8 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=option.help)
         else:
             accepted = f"{option.accepted()}; " if option.accepted() else ""
-            parser.add_argument(flag, type=type(default), default=default,
+            named = {"choices": option.choices} if isinstance(default, str) and option.choices else {}
+            parser.add_argument(flag, type=type(default), default=default, **named,
                                 help=f"{option.help} ({accepted}default {default!r})")
     parser.add_argument("--augment", choices=sorted(PRESETS), default=preset_name(defaults.augmentation),
                         help="augmentation preset (default %(default)s)")

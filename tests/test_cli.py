@@ -46,11 +46,12 @@ def test_every_option_maps_to_the_config() -> None:
     parser = argparse.ArgumentParser()
     _add_config_options(parser)
     args = parser.parse_args(["--model", "resnet50", "--unfreeze", "100", "--weights", "none", "--augment", "heavy",
-                              "--aug-flip", "--aug-rotation", "0.1", "--no-class-weights", "--cyclical-lr"])
+                              "--aug-flip", "--aug-rotation", "0.1", "--no-class-weights",
+                              "--lr-schedule", "triangular"])
     config = config_from_args(args)
     assert (config.model, config.unfreeze, config.weights) == ("resnet50", 100, "none")
     assert config.augmentation.flip and config.augmentation.rotation == 0.1 and config.augmentation.zoom == 0.25
-    assert not config.class_weights and config.cyclical_lr
+    assert not config.class_weights and config.lr_schedule == "triangular"
 
 
 def test_a_preset_moves_the_defaults_and_options_given_still_win() -> None:

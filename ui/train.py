@@ -62,13 +62,16 @@ def _imagenet_status() -> tuple[bool, str]:
 def _input(name: str, default: TrainConfig, key: str = "", suffix: str = "") -> object:
     """The widget for one TrainConfig field, built from its ``OPTIONS`` entry and starting at ``default``.
 
-    On/off fields get a toggle, fields with choices a select-slider, numbers with a step a slider,
-    other numbers a number input over the accepted range. The key is ``tr_<field>`` unless given.
+    On/off fields get a toggle, named choices a row of radio buttons, numbers with choices a
+    select-slider, numbers with a step a slider, other numbers a number input over the accepted
+    range. The key is ``tr_<field>`` unless given.
     """
     option, value = OPTIONS[name], getattr(default, name)
     label, common = option.label + suffix, {"help": option.help, "key": key or f"tr_{name}"}
     if isinstance(value, bool):
         return st.toggle(label, value, **common)
+    if isinstance(value, str):
+        return st.radio(label, option.choices, option.choices.index(value), horizontal=True, **common)
     if option.choices:
         return st.select_slider(label, option.choices, value, **common)
     kind = type(value)
@@ -115,16 +118,14 @@ def new_run(choice: DatasetChoice, image_set: ImageSet) -> None:
         values["epochs"] = _input("epochs", default, key=f"tr_epochs_{model}",
                                   suffix=" (phase 1: head only)" if model == "resnet50" else "")
         for name in ("batch_size", "learning_rate", "class_weights", "early_stopping", "restore_best",
-                     "one_cycle"):
+                     "lr_schedule"):
             values[name] = _input(name, default)
-        if not values["one_cycle"]:  # one-cycle is the whole schedule
-            values["cyclical_lr"] = _input("cyclical_lr", default)
-            if values["cyclical_lr"]:
-                for column, name in zip(st.columns(3), ("clr_min", "clr_max", "clr_step"), strict=True):
-                    with column:
-                        values[name] = _input(name, default)
-            else:
-                values["reduce_lr"] = _input("reduce_lr", default)
+        if values["lr_schedule"] == "triangular":
+            for column, name in zip(st.columns(3), ("clr_min", "clr_max", "clr_step"), strict=True):
+                with column:
+                    values[name] = _input(name, default)
+        elif values["lr_schedule"] == "plateau":
+            values["reduce_lr"] = _input("reduce_lr", default)
         values["seed"] = _input("seed", default)
         values["mixed_precision"] = _input("mixed_precision", default)
         values["name"] = st.text_input(OPTIONS["name"].label, default.name, key="tr_name", help=OPTIONS["name"].help,

@@ -15,6 +15,7 @@ from pathlib import Path
 from pneumo.training.augment import PRESETS, Augmentation
 
 MODELS = ("cnn", "resnet50")
+LR_SCHEDULES = ("plateau", "one-cycle", "triangular")
 FORM_IMAGE_SIZES = (64, 96, 128, 160, 192, 224)  # the training image sizes the Train form offers
 MAX_NAME_CHARS = 80  # a run name: a label, not a document
 RESNET50_BASE_LAYERS = 174  # layers of keras.applications.ResNet50(include_top=False), input excluded
@@ -97,14 +98,14 @@ OPTIONS: dict[str, Option] = {
                              "Stop when val AUC has not improved for this many epochs.", 0, 50),
     "restore_best": Option("Restore the best weights when stopping early",
                            "Keep the epoch with the best val AUC rather than the last one."),
+    "lr_schedule": Option("Learning-rate schedule",
+                          "plateau: the learning rate, halved when val loss stops improving; one-cycle: up from "
+                          "a 25th of it over the first fifth of the steps, then cosine down to zero by the last "
+                          "epoch (Smith 2018), a good model in fewer epochs; triangular: up and down between two "
+                          "bounds (Smith 2017).", choices=LR_SCHEDULES),
     "reduce_lr": Option("Learning-rate halving patience (epochs, 0 = off)",
-                        "Halve the learning rate when val loss has not improved for this many epochs.", 0, 50),
-    "one_cycle": Option("One-cycle learning rate",
-                        "Warm up to the learning rate over the first fifth of the steps, then cosine down to zero "
-                        "by the last epoch (Smith 2018): settles on a good model in fewer epochs. Replaces the "
-                        "halving and the cycles."),
-    "cyclical_lr": Option("Triangular cyclical learning rate",
-                          "Learning rate goes up and down between two bounds (Smith 2017)."),
+                        "Plateau schedule: halve the learning rate when val loss has not improved for this many "
+                        "epochs.", 0, 50),
     "clr_min": Option("Cycle's lowest rate", "The cyclical learning rate's bottom.", **_LEARNING_RATE, format="%.0e"),
     "clr_max": Option("Cycle's highest rate", "The cyclical learning rate's top.", **_LEARNING_RATE, format="%.0e"),
     "clr_step": Option("Half cycle (batches)", "Batches from the lowest rate to the highest.", 1, 10_000),
@@ -120,12 +121,20 @@ MODEL_DEFAULTS: dict[str, dict] = {"cnn": {}, "resnet50": {"image_size": 224, "e
 # Named starting points for a CNN run, picked on the Train page or with ``--preset``: each sets some
 # fields, the others keep TrainConfig's defaults. "demo" is for starting during a lesson: test AUC
 # >= 0.95 on the real Kermany set within a quarter of a seed-epoch (README, bench/training_auc.py).
-RUN_PRESETS: dict[str, dict] = {"recommended": {}, "demo": {"image_size": 96, "epochs": 2, "one_cycle": True}}
+RUN_PRESETS: dict[str, dict] = {"recommended": {}, "demo": {"image_size": 96, "epochs": 2, "lr_schedule": "one-cycle"}}
 
 
 # Fields added with a default other than how runs saved before them were trained: a config.json
 # without the field means this value (a resumed or repeated old run trains as it did).
 ABSENT_MEANT: dict[str, object] = {"cnn_strided_stem": False}
+
+
+def _schedule_of_old_runs(data: dict) -> dict:
+    """Runs saved before ``lr_schedule`` said it with two switches, ``one_cycle`` and ``cyclical_lr``."""
+    if "lr_schedule" in data or not ({"one_cycle", "cyclical_lr"} & data.keys()):
+        return {}
+    return {"lr_schedule": "one-cycle" if data.get("one_cycle") else
+            "triangular" if data.get("cyclical_lr") else "plateau"}
 
 
 @dataclass(frozen=True)
@@ -155,10 +164,9 @@ class TrainConfig:
     class_weights: bool = True
     early_stopping: int = 5  # patience in epochs; 0 = off
     restore_best: bool = True
-    reduce_lr: int = 2  # ReduceLROnPlateau patience in epochs; 0 = off
-    one_cycle: bool = False
-    cyclical_lr: bool = False
-    clr_min: float = 1e-5
+    lr_schedule: str = "plateau"  # one of LR_SCHEDULES
+    reduce_lr: int = 2  # the plateau schedule's ReduceLROnPlateau patience in epochs; 0 = off
+    clr_min: float = 1e-5  # the triangular schedule's bounds and half cycle
     clr_max: float = 1e-4
     clr_step: int = 500  # batches per half cycle
     augmentation: Augmentation = field(default_factory=lambda: PRESETS["light"])
@@ -173,7 +181,7 @@ class TrainConfig:
     def from_dict(cls, data: dict) -> TrainConfig:
         """Rebuild from ``to_dict`` output; unknown keys are ignored, wrong types raise ValueError, a
         missing key takes the default, or what its absence meant (``ABSENT_MEANT``)."""
-        data = {**ABSENT_MEANT, **data}
+        data = {**ABSENT_MEANT, **_schedule_of_old_runs(data), **data}
         defaults = cls()
         values = {}
         for f in fields(cls):
@@ -221,9 +229,7 @@ class TrainConfig:
             out.append(f"{self.cnn_blocks} conv blocks need images of at least {2**self.cnn_blocks} px")
         if self.weights not in ("imagenet", "none") and not Path(self.weights).expanduser().is_file():
             out.append(f"weights must be 'imagenet', 'none' or an existing .h5 file; {self.weights!r} not found")
-        if self.one_cycle and self.cyclical_lr:
-            out.append("choose one learning-rate schedule: one-cycle or the triangular cycles")
-        if self.cyclical_lr and self.clr_min >= self.clr_max:
-            out.append("cyclical learning rate needs its lowest rate below its highest")
+        if self.lr_schedule == "triangular" and self.clr_min >= self.clr_max:
+            out.append("the triangular schedule needs its lowest rate below its highest")
         out.extend(self.augmentation.problems())
         return out

@@ -125,7 +125,7 @@ ONE_CYCLE_WARMUP = 0.2  # share of the steps spent warming up
 def _compile(model: keras.Model, config: TrainConfig, learning_rate: float, steps: int) -> None:
     """Adam at ``learning_rate``, or on a one-cycle schedule over ``steps`` batches: a function of
     the optimizer's step count, so a resumed run carries on where it stopped."""
-    if config.one_cycle:
+    if config.lr_schedule == "one-cycle":
         warmup = max(1, round(ONE_CYCLE_WARMUP * steps))
         learning_rate = keras.optimizers.schedules.CosineDecay(
             learning_rate / ONE_CYCLE_START, max(1, steps - warmup), warmup_target=learning_rate, warmup_steps=warmup)
@@ -156,11 +156,10 @@ def _fit(run: Run, model: keras.Model, config: TrainConfig, train_ds, val_ds, st
     if config.early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=config.early_stopping,
                                                        restore_best_weights=config.restore_best, verbose=1))
-    # One-cycle is the optimizer's own schedule (_compile; TrainConfig refuses it with the cycles);
-    # the others are callbacks.
-    if config.cyclical_lr:
+    # One-cycle is the optimizer's own schedule (_compile); the others are callbacks.
+    if config.lr_schedule == "triangular":
         callbacks.append(TriangularCyclicLR(config.clr_min, config.clr_max, config.clr_step))
-    elif config.reduce_lr and not config.one_cycle:
+    elif config.lr_schedule == "plateau" and config.reduce_lr:
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=config.reduce_lr,
                                                            min_lr=1e-7, verbose=1))
     callbacks.append(monitor)  # after the schedulers: it logs the learning rate they have set

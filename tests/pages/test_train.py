@@ -50,14 +50,14 @@ def test_form_starts_at_the_config_defaults() -> None:
     assert not at.exception
     shown = _assert_defaults(at, "cnn", changed=set())
     assert at.select_slider(key="tr_size_cnn").value == 64  # the sidebar's working size
-    at.toggle(key="tr_cyclical_lr").set_value(True).run()
-    shown |= _assert_defaults(at, "cnn", changed={"cyclical_lr"})
+    at.radio(key="tr_lr_schedule").set_value("triangular").run()
+    shown |= _assert_defaults(at, "cnn", changed={"lr_schedule"})
     at.radio(key="tr_model").set_value("resnet50").run()
-    shown |= _assert_defaults(at, "resnet50", changed={"cyclical_lr"})
+    shown |= _assert_defaults(at, "resnet50", changed={"lr_schedule"})
     assert at.select_slider(key="tr_size_resnet50").value == TrainConfig.for_model("resnet50").image_size
     assert at.number_input(key="tr_epochs_resnet50").label == "Epochs (phase 1: head only)"
     at.slider(key="tr_unfreeze").set_value(40).run()
-    shown |= _assert_defaults(at, "resnet50", changed={"cyclical_lr", "unfreeze"})
+    shown |= _assert_defaults(at, "resnet50", changed={"lr_schedule", "unfreeze"})
     # The data set and the validation share are the sidebar's; the image size is keyed tr_size_<model>.
     assert shown == set(OPTIONS) - {"dataset", "val_fraction", "image_size"}
 
@@ -167,7 +167,7 @@ def test_the_demo_preset_sets_the_form_and_recommended_sets_it_back() -> None:
     demo = TrainConfig.for_model("cnn", "demo")
     assert at.number_input(key="tr_epochs_cnn").value == demo.epochs
     assert at.select_slider(key="tr_size_cnn").value == RUN_PRESETS["demo"].get("image_size", demo.image_size)
-    assert at.toggle(key="tr_one_cycle").value == demo.one_cycle
+    assert at.radio(key="tr_lr_schedule").value == demo.lr_schedule == "one-cycle"
     at.segmented_control(key="tr_preset").set_value("recommended").run()
     assert at.number_input(key="tr_epochs_cnn").value == TrainConfig().epochs
-    assert at.toggle(key="tr_one_cycle").value == TrainConfig().one_cycle
+    assert at.radio(key="tr_lr_schedule").value == TrainConfig().lr_schedule

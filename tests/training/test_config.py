@@ -115,7 +115,10 @@ def test_a_config_saved_before_a_field_existed_trains_as_it_did() -> None:
     assert TrainConfig.from_dict(TrainConfig().to_dict()) == TrainConfig()
 
 
-def test_one_cycle_and_the_triangular_cycles_are_refused_together() -> None:
-    problems = TrainConfig(one_cycle=True, cyclical_lr=True).problems()
-    assert problems == ["choose one learning-rate schedule: one-cycle or the triangular cycles"]
-    assert not TrainConfig(one_cycle=True).problems() and not TrainConfig(cyclical_lr=True).problems()
+@pytest.mark.parametrize(("switches", "schedule"), [
+    ({"one_cycle": False, "cyclical_lr": False}, "plateau"), ({"one_cycle": True, "cyclical_lr": False}, "one-cycle"),
+    ({"one_cycle": False, "cyclical_lr": True}, "triangular"), ({}, "plateau")])
+def test_a_run_saved_with_the_two_schedule_switches_keeps_its_schedule(switches: dict, schedule: str) -> None:
+    old = {k: v for k, v in TrainConfig().to_dict().items() if k != "lr_schedule"} | switches
+    assert TrainConfig.from_dict(old).lr_schedule == schedule
+    assert "learning-rate schedule must be one of plateau" in "; ".join(TrainConfig(lr_schedule="cosine").problems())

@@ -115,7 +115,7 @@ def test_triangular_cyclical_lr() -> None:
 def test_one_cycle_warms_up_then_anneals_to_zero(tiny_npz: Path) -> None:
     """The optimizer's schedule, as the batches log it: from rate/25 up to the rate over the first
     fifth of the steps, then down to (almost) nothing by the last batch; no halving on top."""
-    run = RunStore().create(_tiny(tiny_npz, epochs=2, one_cycle=True, learning_rate=1e-3, reduce_lr=1))
+    run = RunStore().create(_tiny(tiny_npz, epochs=2, lr_schedule="one-cycle", learning_rate=1e-3, reduce_lr=1))
     assert run_training(run, verbose=0) == "finished"
     rates = run.batches()["learning_rate"].to_numpy()
     peak = int(np.argmax(rates))
@@ -126,7 +126,7 @@ def test_one_cycle_warms_up_then_anneals_to_zero(tiny_npz: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("schedule", [{"one_cycle": True}, {"cyclical_lr": True, "clr_step": 7}],
+@pytest.mark.parametrize("schedule", [{"lr_schedule": "one-cycle"}, {"lr_schedule": "triangular", "clr_step": 7}],
                          ids=["one-cycle", "triangular"])
 def test_a_stopped_and_resumed_run_keeps_to_its_learning_rate_schedule(
         tiny_npz: Path, schedule: dict, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -112,9 +112,9 @@ def test_offline_imagenet_fails_at_once_with_what_to_do(monkeypatch: pytest.Monk
 def test_config_problems() -> None:
     assert TrainConfig().problems() == []
     bad = TrainConfig(model="vgg", image_size=10, epochs=0, batch_size=0, weights="/no/such.h5", unfreeze=500,
-                      cyclical_lr=True, clr_min=1e-3, clr_max=1e-4, augmentation=Augmentation(rotation=2))
+                      lr_schedule="triangular", clr_min=1e-3, clr_max=1e-4, augmentation=Augmentation(rotation=2))
     text = "; ".join(bad.problems())
     for expected in ("model must be", "image size", "epochs must be between 1", "batch size", "not found", "unfreeze",
-                     "cyclical", "rotation"):
+                     "triangular", "rotation"):
         assert expected in text
     assert TrainConfig.from_dict(TrainConfig(augmentation=PRESETS["heavy"]).to_dict()).augmentation == PRESETS["heavy"]
