@@ -14,20 +14,12 @@ from pneumo.runs import backends, jobs
 from pneumo.runs.store import Run, RunStore
 from pneumo.training.augment import PRESETS
 from pneumo.training.config import TrainConfig
+from tests.waiting import until
 
 
 def _config(tiny_npz: Path, epochs: int, **changes) -> TrainConfig:
     return TrainConfig(dataset=str(tiny_npz), image_size=64, val_fraction=0, cnn_filters=8, cnn_blocks=3,
                        batch_size=16, epochs=epochs, early_stopping=0, augmentation=PRESETS["none"], **changes)
-
-
-def _wait(predicate, timeout: float = 180, what: str = "condition") -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _state(run: Run) -> str:
@@ -41,7 +33,7 @@ def _finish(run: Run, store: RunStore) -> None:
         jobs.reconcile(store)
         return _state(run) not in ("queued", "running")
 
-    _wait(ended, what="the run to end")
+    until(ended, "the run to end")
 
 
 def test_invalid_config_is_refused_before_anything_starts() -> None:
@@ -60,7 +52,7 @@ def test_queue_runs_one_at_a_time_then_the_next_starts_by_itself(tiny_npz: Path)
     _finish(first, store)
     assert _state(first) == "finished", jobs.log_tail(first)
     # the finishing worker started the queued one, with no UI polling
-    _wait(lambda: _state(second) != "queued", timeout=30, what="second run to start")
+    until(lambda: _state(second) != "queued", "second run to start", timeout=30)
     _finish(second, store)
     assert _state(second) == "finished", jobs.log_tail(second)
     assert second.status()["started"] >= first.status()["ended"]
@@ -87,7 +79,7 @@ def test_stop_is_graceful_and_kill_is_detected_then_resume_completes(tiny_npz: P
     _finish(other, store)
     other_files = _fingerprint(other.path)
     run = jobs.submit(_config(tiny_npz, epochs=6), store)
-    _wait(lambda: len(run.batches()) >= 5, what="training to start")
+    until(lambda: len(run.batches()) >= 5, "training to start")
     jobs.stop(run, by=LOCAL)
     _finish(run, store)
     assert _state(run) == "stopped", jobs.log_tail(run)
@@ -95,13 +87,13 @@ def test_stop_is_graceful_and_kill_is_detected_then_resume_completes(tiny_npz: P
     assert not run.file("stop").exists()
 
     jobs.resume(run, by=LOCAL)
-    _wait(lambda: _state(run) == "running" and len(run.history()) >= 2 and _mid_epoch(run),
-          what="the middle of an epoch after two epochs")
+    until(lambda: _state(run) == "running" and len(run.history()) >= 2 and _mid_epoch(run),
+          "the middle of an epoch after two epochs")
     history_before = run.file("history.csv").read_bytes()
     pid = run.status()["pid"]
     os.kill(pid, signal.SIGKILL)
     killed_at = time.monotonic()
-    _wait(lambda: bool(jobs.reconcile(store)) or _state(run) == "failed", timeout=5, what="the kill to be noticed")
+    until(lambda: bool(jobs.reconcile(store)) or _state(run) == "failed", "the kill to be noticed", timeout=5)
     assert time.monotonic() - killed_at < 5
     status = run.status()
     assert status["state"] == "failed" and "died" in status["error"] and "resume" in status["error"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from pneumo.training.augment import PRESETS
 from pneumo.training.config import TrainConfig
 from tests import rayhead
 from tests.conftest import as_read, page_app
+from tests.waiting import until
 
 pytestmark = pytest.mark.slow
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install -r requirements-cluster.txt")
@@ -46,13 +46,12 @@ def _config(tiny_npz: Path, epochs: int, **changes) -> TrainConfig:
 
 def _until(predicate, what: str, store: RunStore, timeout: float = 240) -> None:
     """Wait for state, looking after the queue as each browser session's poll does."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
+
+    def polled() -> object:
         jobs.schedule(store)
-        if predicate():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
+        return predicate()
+
+    until(polled, what, timeout, every=0.5)
 
 
 def _state(run: Run) -> str:
