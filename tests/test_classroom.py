@@ -51,9 +51,22 @@ def browser(classroom: tuple[str, Path]):
         browser.close()
 
 
+_OPEN = []  # the browser contexts the running test has opened
+
+
+@pytest.fixture(autouse=True)
+def _close_browsers() -> Iterator[None]:
+    """Each test's browsers leave with it: sessions left open keep the server busy for the next test."""
+    yield
+    while _OPEN:
+        _OPEN.pop().close()
+
+
 def _arrive(browser, url: str, name: str, passcode: str = ""):
     """A new browser (its own session) that types its name, and the passcode if given."""
-    page = browser.new_context(viewport={"width": 1400, "height": 1400}).new_page()
+    context = browser.new_context(viewport={"width": 1400, "height": 1400})
+    _OPEN.append(context)
+    page = context.new_page()
     page.goto(url, timeout=120_000)  # a busy CI machine: a first draw can take longer than 30 s
     settle(page, "Images per split and class")
     expect(page.get_by_text("Type a name first")).to_be_visible()
