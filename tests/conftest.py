@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -79,6 +81,28 @@ def make_tree(root: Path, layout: dict[str, dict[str, list[str]]]) -> Path:
 
 
 @pytest.fixture(scope="session")
+def synthetic_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache holding the synthetic set at the app's first size and at the tests' 64 px, drawn
+    once: drawing it takes ~20 s, which every test server would otherwise pay on its first page."""
+    from pneumo.data import cache
+    from pneumo.data.sources import parse_spec
+
+    folder = tmp_path_factory.mktemp("synthetic-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PNEUMO_CACHE", str(folder))
+        for size in (TrainConfig().image_size, 64):
+            cache.load(parse_spec("synthetic"), size)
+    return folder
+
+
+def cache_copy(synthetic_cache: Path, folder: Path) -> Path:
+    """``folder`` as a cache of its own that starts with ``synthetic_cache``'s entries (hard links:
+    entries are replaced whole, never written in place)."""
+    shutil.copytree(synthetic_cache, folder, copy_function=os.link)
+    return folder
+
+
+@pytest.fixture(scope="session")
 def tiny_npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small learnable data set in the MedMNIST npz format: synthetic films at 64 px."""
     from pneumo.data import synthetic
@@ -92,6 +116,16 @@ def tiny_npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
         arrays[f"{split}_images"] = np.stack([synthetic.draw(c, 64)[0] for c in chosen])
         arrays[f"{split}_labels"] = np.array([[c.label] for c in chosen], np.uint8)
     np.savez(path, **arrays)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tinier_npz(tiny_npz: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every tenth film of ``tiny_npz`` (60 train, 15 val, 15 test): for tests of what a run does,
+    not of what it learns."""
+    path = tmp_path_factory.mktemp("tinier") / "tinier.npz"
+    with np.load(tiny_npz) as full:
+        np.savez(path, **{key: full[key][::10] for key in full.files})
     return path
 
 

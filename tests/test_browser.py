@@ -25,6 +25,8 @@ from pneumo.training.callbacks import HISTORY_COLUMNS
 from pneumo.training.config import TrainConfig
 from tests import films
 from tests.appserver import BROWSER_MARKS, ROOT, launch_chromium, settle, streamlit_server
+from tests.conftest import cache_copy
+from tests.waiting import until
 
 SHOTS = ROOT / "artifacts" / "screenshots"
 
@@ -32,10 +34,11 @@ pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+def server(tmp_path_factory: pytest.TempPathFactory, synthetic_cache: Path) -> Iterator[tuple[str, Path]]:
     """``streamlit run`` on a free port with its own cache and run store: (url, run store folder)."""
     work = tmp_path_factory.mktemp("browser")
-    env = {**os.environ, "PNEUMO_CACHE": str(work / "cache"), "PNEUMO_RUNS": str(work / "runs")}
+    cache = cache_copy(synthetic_cache, work / "cache")
+    env = {**os.environ, "PNEUMO_CACHE": str(cache), "PNEUMO_RUNS": str(work / "runs")}
     env.pop("PNEUMO_DATA", None)
     with open(work / "server.log", "wb") as log, streamlit_server(ROOT / "streamlit_app.py", env, log) as url:
         yield url, work / "runs"
@@ -155,12 +158,9 @@ def test_full_journey(browser_page, app_url: str) -> None:
     slider.focus()
     for _ in range(30):
         slider.press("ArrowRight")  # threshold 0.50 -> 0.80
-    deadline = time.monotonic() + 60
-    while page.locator(".js-plotly-plot").first.text_content() == before and time.monotonic() < deadline:
-        time.sleep(0.5)
+    until(lambda: page.locator(".js-plotly-plot").first.text_content() != before,
+          "moving the threshold to change the confusion matrix", timeout=60, every=0.5)
     settle(page, "Errors")
-    after = page.locator(".js-plotly-plot").first.text_content()
-    assert before != after, "moving the threshold must change the confusion matrix"
     _shot(page, "07-evaluate-threshold-moved")
     page.get_by_role("link", name="Predict").click()
     page.wait_for_url("**/predict")
@@ -193,14 +193,9 @@ def test_two_sessions_start_runs_at_once_then_predict_at_once(browser, server: t
         _open_train_form(page, epochs=1)
     for page in pages:  # as close together as two people can click
         page.get_by_role("button", name="Start training").click(no_wait_after=True)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        new = [r for r in store.runs() if r.id not in before]
-        ended = [r for r in new if r.status()["state"] in ("finished", "failed", "stopped")]
-        if len(new) == 2 and all(f"run {r.id}: " in jobs.log_tail(r, 5) for r in ended) and len(ended) == 2:
-            break  # the worker's last line follows its state
-        time.sleep(1)
-    new = sorted((r for r in store.runs() if r.id not in before), key=lambda r: r.status()["started"])
+    until(lambda: len(_new_runs(store, before)) > 2 or len(_ended(_new_runs(store, before))) == 2,
+          "both runs to end", timeout=300, every=1)
+    new = sorted(_new_runs(store, before), key=lambda r: r.status()["started"])
     assert len(new) == 2, "each click makes exactly one run"
     assert [r.status()["state"] for r in new] == ["finished", "finished"], [jobs.log_tail(r) for r in new]
     assert new[1].status()["started"] >= new[0].status()["ended"], "the queue runs them in turn, not together"
@@ -229,6 +224,16 @@ def test_two_sessions_start_runs_at_once_then_predict_at_once(browser, server: t
         shown = page.locator('[data-testid="stMetricValue"]').first.inner_text()
         assert shown == expected, f"session {i + 1} shows {shown}, its film gives {expected}"
         page.screenshot(path=str(SHOTS / f"concurrent-{i + 1}-predict.png"), full_page=True)
+
+
+def _new_runs(store: RunStore, before: set[str]) -> list[Run]:
+    return [r for r in store.runs() if r.id not in before]
+
+
+def _ended(runs: list[Run]) -> list[Run]:
+    """The runs that have ended and whose worker has logged its last line (it follows the state)."""
+    return [r for r in runs if r.status()["state"] in ("finished", "failed", "stopped")
+            and f"run {r.id}: " in jobs.log_tail(r, 5)]
 
 
 def _epoch_row(run: Run, epoch: int) -> None:

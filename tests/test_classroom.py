@@ -20,6 +20,7 @@ from pneumo.access import class_user
 from pneumo.runs.store import RunState, RunStore
 from pneumo.training.config import TrainConfig
 from tests.appserver import BROWSER_MARKS, ROOT, launch_chromium, settle, streamlit_server, wait_until_drawn
+from tests.conftest import cache_copy
 from ui.common import WORD_JOINER
 
 PASSCODE = "chalk-and-talk"
@@ -29,13 +30,14 @@ pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture(scope="module")
-def classroom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+def classroom(tmp_path_factory: pytest.TempPathFactory, synthetic_cache: Path) -> Iterator[tuple[str, Path]]:
     """A server in class mode, configured as the README says: the passcode in the secrets file."""
     work = tmp_path_factory.mktemp("classroom")
     (work / "data").mkdir()
     secrets = work / "secrets.toml"
     secrets.write_text(f'PNEUMO_TEACHER_PASSCODE = "{PASSCODE}"\nPNEUMO_DATA_ROOTS = "{work / "data"}"\n')
-    env = {**os.environ, "PNEUMO_CACHE": str(work / "cache"), "PNEUMO_RUNS": str(work / "runs")}
+    cache = cache_copy(synthetic_cache, work / "cache")
+    env = {**os.environ, "PNEUMO_CACHE": str(cache), "PNEUMO_RUNS": str(work / "runs")}
     for key in ("PNEUMO_DATA", "PNEUMO_TEACHER_PASSCODE", "PNEUMO_DATA_ROOTS"):
         env.pop(key, None)
     with open(work / "server.log", "wb") as log, \

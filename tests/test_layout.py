@@ -12,13 +12,14 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import sync_playwright
 
 from pneumo.evaluation.board import OFFICIAL_TEST
 from tests.appserver import BROWSER_MARKS, ROOT, launch_chromium, settle, streamlit_server
-from tests.conftest import finished_run
+from tests.conftest import cache_copy, finished_run
 
 pytestmark = BROWSER_MARKS
 SHOTS = ROOT / "artifacts" / "screenshots"
@@ -32,9 +33,10 @@ PAGES = (("Dataset", None, "Images per split and class", False), ("Train", "New 
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def app_url(tmp_path_factory: pytest.TempPathFactory, synthetic_cache: Path) -> Iterator[str]:
     work = tmp_path_factory.mktemp("layout")
-    env = {**os.environ, "PNEUMO_CACHE": str(work / "cache"), "PNEUMO_RUNS": str(work / "runs")}
+    cache = cache_copy(synthetic_cache, work / "cache")
+    env = {**os.environ, "PNEUMO_CACHE": str(cache), "PNEUMO_RUNS": str(work / "runs")}
     env.pop("PNEUMO_DATA", None)
     subprocess.run([sys.executable, "-m", "pneumo", "train", "--dataset", "synthetic", "--image-size", "64",
                     "--epochs", "2", "--cnn-blocks", "3", "--name", "trained CNN"],

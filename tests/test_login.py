@@ -16,6 +16,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import IO
 from urllib.parse import urlsplit
 
@@ -23,6 +24,7 @@ import pytest
 from playwright.sync_api import Browser, Locator, Page, Route, expect, sync_playwright
 
 from tests.appserver import BROWSER_MARKS, ROOT, launch_chromium, streamlit_server, wait_until_drawn
+from tests.conftest import cache_copy
 from ui.common import WORD_JOINER
 
 OIDC = ROOT / "tests" / "oidc"
@@ -74,7 +76,7 @@ def _start_provider(port: int, client_secret: str, redirect_uri: str, log: IO[by
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def app_url(tmp_path_factory: pytest.TempPathFactory, synthetic_cache: Path) -> Iterator[str]:
     """The real app in login mode, its secrets in a file of their own (``--secrets.files``, so the
     repository's .streamlit is untouched), and a provider that knows it: the app's URL on localhost,
     the host the redirect URI names (the login cookies are set for it)."""
@@ -90,7 +92,8 @@ def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         f'client_id = "{CLIENT_ID}"\n'
         f'client_secret = "{client_secret}"\n'
         f'server_metadata_url = "http://localhost:{oidc_port}/.well-known/openid-configuration"\n')
-    env = {**os.environ, "PNEUMO_CACHE": str(work / "cache"), "PNEUMO_RUNS": str(work / "runs")}
+    cache = cache_copy(synthetic_cache, work / "cache")
+    env = {**os.environ, "PNEUMO_CACHE": str(cache), "PNEUMO_RUNS": str(work / "runs")}
     for key in ("PNEUMO_DATA", "PNEUMO_TEACHER_EMAILS", "PNEUMO_TEACHER_PASSCODE"):
         env.pop(key, None)  # the teachers come from the secrets file, as on a server
     with (open(work / "server.log", "wb") as log, open(work / "oidc.log", "wb") as oidc_log,

@@ -6,20 +6,20 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from pneumo.data.sources import FolderSource
-from tests.conftest import ROOT, as_read, make_tree, page_app
+from tests.conftest import ROOT, as_read, cache_copy, make_tree, page_app
 from tests.films import noisy_film, png, rsna_folder
 
 APP = str(ROOT / "streamlit_app.py")
 
 
 @pytest.fixture(scope="module")
-def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("app-cache")
+def shared_cache(tmp_path_factory: pytest.TempPathFactory, synthetic_cache: Path) -> Path:
+    return cache_copy(synthetic_cache, tmp_path_factory.mktemp("app") / "cache")
 
 
 @pytest.fixture(autouse=True)
 def _reuse_decoded_images(shared_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The synthetic set is drawn once for the module, not once per test."""
+    """Decoded sets are kept for the module, not made again for each test."""
     monkeypatch.setenv("PNEUMO_CACHE", str(shared_cache))
 
 

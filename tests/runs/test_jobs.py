@@ -14,6 +14,7 @@ from pneumo.runs import backends, jobs
 from pneumo.runs.store import Run, RunStore
 from pneumo.training.augment import PRESETS
 from pneumo.training.config import TrainConfig
+from tests.conftest import finished_run
 from tests.waiting import until
 
 
@@ -75,8 +76,7 @@ def _mid_epoch(run: Run) -> bool:
 @pytest.mark.slow
 def test_stop_is_graceful_and_kill_is_detected_then_resume_completes(tiny_npz: Path) -> None:
     store = RunStore()
-    other = jobs.submit(_config(tiny_npz, epochs=1, name="other"), store)
-    _finish(other, store)
+    other = finished_run("other")  # a finished run beside it must come through untouched
     other_files = _fingerprint(other.path)
     run = jobs.submit(_config(tiny_npz, epochs=6), store)
     until(lambda: len(run.batches()) >= 5, "training to start")
