@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import io
 import os
 import re
@@ -83,12 +84,17 @@ def make_tree(root: Path, layout: dict[str, dict[str, list[str]]]) -> Path:
 @pytest.fixture(scope="session")
 def synthetic_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A cache holding the synthetic set at the app's first size and at the tests' 64 px, drawn
-    once: drawing it takes ~20 s, which every test server would otherwise pay on its first page."""
+    once per test session (both xdist workers share it): drawing takes ~20 s, which every test
+    server would otherwise pay on its first page."""
     from pneumo.data import cache
     from pneumo.data.sources import parse_spec
 
-    folder = tmp_path_factory.mktemp("synthetic-cache")
-    with pytest.MonkeyPatch.context() as patch:
+    session = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        session = session.parent  # the workers' folders sit in the session's
+    folder = session / "synthetic-cache"
+    with open(session / "synthetic-cache.lock", "w") as lock, pytest.MonkeyPatch.context() as patch:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the other worker waits, then finds the entries made
         patch.setenv("PNEUMO_CACHE", str(folder))
         for size in (TrainConfig().image_size, 64):
             cache.load(parse_spec("synthetic"), size)
