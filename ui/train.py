@@ -236,10 +236,11 @@ def watch() -> None:
     run_id = run_picker("Run", {r.id: f"{labels[r.id]} · {r.status()['state']}" for r in runs}, "watch_run")
     run = store.get(run_id)
     synthetic_banner(spec=run.config().dataset)
+    user = current_user()
     if RunState(run.status()["state"]).active:
-        _live(run, current_user())
+        _live(run, user)
     else:  # an ended run's files no longer change: drawn once, not every few seconds for every watcher
-        _run_view(run, current_user())
+        _run_view(run, user)
 
 
 @st.fragment(run_every=POLL_SECONDS)

@@ -11,7 +11,7 @@ import pytest
 
 from pneumo.access import LOCAL
 from pneumo.runs import backends, jobs
-from pneumo.runs.store import Run, RunStore
+from pneumo.runs.store import Run, RunState, RunStore
 from pneumo.training.augment import PRESETS
 from pneumo.training.config import TrainConfig
 from tests.conftest import finished_run
@@ -32,7 +32,7 @@ def _finish(run: Run, store: RunStore) -> None:
 
     def ended() -> bool:
         jobs.reconcile(store)
-        return _state(run) not in ("queued", "running")
+        return not RunState(_state(run)).active
 
     until(ended, "the run to end")
 
