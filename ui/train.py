@@ -236,22 +236,13 @@ def watch() -> None:
     run_id = run_picker("Run", {r.id: f"{labels[r.id]} · {r.status()['state']}" for r in runs}, "watch_run")
     run = store.get(run_id)
     synthetic_banner(spec=run.config().dataset)
-    user = current_user()
-    if RunState(run.status()["state"]).active:
-        _live(run, user)
-    else:  # an ended run's files no longer change: drawn once, not every few seconds for every watcher
-        _run_view(run, user)
+    _live(run, current_user())
 
 
 @st.fragment(run_every=POLL_SECONDS)
 def _live(run: Run, user: User | None) -> None:
-    """Re-reads a queued or running run's files every few seconds; never blocks, survives page changes."""
+    """Re-reads the run's files every few seconds; never blocks, survives page changes."""
     jobs.schedule(RunStore(run.path.parent))  # notices dead workers, starts queued runs
-    _run_view(run, user)
-
-
-def _run_view(run: Run, user: User | None) -> None:
-    """The run's state, progress, curves and log; the whole page is drawn again when its state changes."""
     if run.damage:
         st.error(f"This run folder is damaged: {plain(run.damage)}")
         return
