@@ -7,7 +7,7 @@ set picker shared by every page.
 import streamlit as st
 
 from pneumo.access import Mode
-from ui.common import dataset_picker, page_style, policy
+from ui.common import dataset_picker, keep_keras_session, page_style, policy
 from ui.identity import sidebar
 
 st.set_page_config(page_title="pneumo", page_icon=":material/pulmonology:", layout="wide")
@@ -20,6 +20,7 @@ navigation = st.navigation([
     st.Page("app_pages/predict.py", title="Predict", icon=":material/image_search:"),
 ], position="top")
 page_style()
+keep_keras_session()
 rules = policy()
 if rules.mode != Mode.SOLO:  # a shared server shows students no tracebacks and no server paths
     st.set_option("client.showErrorDetails", "none")

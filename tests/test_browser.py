@@ -248,8 +248,9 @@ def _epoch_row(run: Run, epoch: int) -> None:
 
 
 def test_watch_follows_a_live_run(browser, server: tuple[str, Path]) -> None:
-    """The Watch view redraws as a running run's files change: each step waits for the page to show
-    the state the files were put in, so a fast or slow machine makes no difference."""
+    """The Watch view redraws as a running run's files change, and as its state changes (stopped,
+    resumed, finished): each step waits for the page to show the state the files were put in, so a
+    fast or slow machine makes no difference."""
     app_url, runs_root = server
     run = RunStore(runs_root).create(TrainConfig(name="live run", image_size=64, epochs=3))
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", run.id])  # the "worker"
@@ -271,6 +272,13 @@ def test_watch_follows_a_live_run(browser, server: tuple[str, Path]) -> None:
         _epoch_row(run, 2)
         expect(page.get_by_text("Epoch 2 of 3", exact=False).first).to_be_visible(timeout=60_000)
         expect(curve).not_to_have_text(one_epoch, timeout=60_000)  # the curves grew, no reload
+        # An ended run is drawn once and only its state polled; someone resuming it shows it live again.
+        run.update_status(state=RunState.STOPPED, ended=time.time(), note="Stopped by the test.")
+        expect(page.get_by_text("Stopped by the test.")).to_be_visible()
+        expect(page.locator('input[aria-label="Run"][value="live run (synthetic) · stopped"]')).to_be_visible()
+        run.update_status(state=RunState.RUNNING, ended=None, note=None)  # resumed, its worker started
+        expect(page.locator('input[aria-label="Run"][value="live run (synthetic) · running"]')).to_be_visible()
+        expect(page.get_by_text("Batch 0 of 10")).to_be_visible()
         _epoch_row(run, 3)
         run.update_status(state=RunState.FINISHED, ended=time.time())
         settle(page, "finished on")  # the state change redraws the whole page: wait until it is done

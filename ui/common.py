@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import script_runner
 
 from pneumo.access import Forbidden, Policy
 from pneumo.data import cache, labelled, mnist
@@ -43,6 +44,19 @@ def page_style() -> None:
     """The app's few layout rules (wrapping rows, narrower margins on a small screen), drawn once
     per rerun by the frame. They hang on Streamlit's documented ``st-key-<key>`` classes."""
     st.html(_STYLE)
+
+
+def keep_keras_session() -> None:
+    """Stops Streamlit clearing Keras' session after every script run. That clearing is a full
+    garbage collection, 0.25 s or more of server CPU once TensorFlow is loaded, paid by every rerun of
+    every session (a slider move, each Watch poll); pneumo's models are Keras 3 objects in eager mode,
+    held in caches, with no graph to clear, and it draws no matplotlib figures for it to close.
+    Streamlit offers no setting for this, so its private hook is replaced (tests/pages check it)."""
+    script_runner._clean_problem_modules = _nothing_to_clean
+
+
+def _nothing_to_clean() -> None:
+    """Streamlit's end-of-run clean-up, in pneumo: nothing (``keep_keras_session``)."""
 
 
 def side_by_side(key: str, count: int) -> list:

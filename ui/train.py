@@ -236,22 +236,45 @@ def watch() -> None:
     run_id = run_picker("Run", {r.id: f"{labels[r.id]} · {r.status()['state']}" for r in runs}, "watch_run")
     run = store.get(run_id)
     synthetic_banner(spec=run.config().dataset)
-    _live(run, current_user())
+    user = current_user()
+    if run.damage is None and run.state.active:
+        _live(run, user)
+    else:  # an ended run's files no longer change: its curves are drawn once, only its state is polled
+        _run_view(run, user)
+        _follow_state(run)
 
 
 @st.fragment(run_every=POLL_SECONDS)
 def _live(run: Run, user: User | None) -> None:
-    """Re-reads the run's files every few seconds; never blocks, survives page changes."""
+    """Re-reads a queued or running run's files every few seconds; never blocks, survives page changes."""
     jobs.schedule(RunStore(run.path.parent))  # notices dead workers, starts queued runs
+    _rerun_on_state_change(run)
+    _run_view(run, user)
+
+
+@st.fragment(run_every=POLL_SECONDS)
+def _follow_state(run: Run) -> None:
+    """An ended run may be resumed or deleted by someone else: reading its state every few seconds
+    notices that, where redrawing its charts each time, for each watcher, keeps a class's server busy."""
+    _rerun_on_state_change(run)
+
+
+def _rerun_on_state_change(run: Run) -> None:
+    """Draws the whole page again (run picker, live or still view) once the run's state changes."""
+    now = run.damage or run.status()["state"]
+    seen = st.session_state.setdefault("watch_states", {})
+    if seen.setdefault(run.id, now) != now:
+        seen[run.id] = now
+        st.rerun()
+
+
+def _run_view(run: Run, user: User | None) -> None:
+    """The run's state, progress, curves and log."""
     if run.damage:
         st.error(f"This run folder is damaged: {plain(run.damage)}")
         return
     status, config, history = run.status(), run.config(), run.history()
     state = RunState(status["state"])
-    seen = st.session_state.setdefault("watch_states", {})
-    if seen.setdefault(run.id, state) != state:  # the run changed state: redraw the whole page once
-        seen[run.id] = state
-        st.rerun()
     _status_line(run, state, status, user)
     prog = monitoring.progress(run)
     eta = f" · about {monitoring.duration(prog.eta)} to go" if prog.eta is not None else ""

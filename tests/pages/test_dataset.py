@@ -137,6 +137,25 @@ def test_a_rerun_on_a_folder_lists_it_once(tmp_path: Path, monkeypatch: pytest.M
     assert not at.exception and calls == [1, 1] and at.metric[0].value == "5"
 
 
+def test_script_runs_leave_keras_and_the_garbage_collector_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Streamlit clears Keras' session and collects all garbage after every script run: once
+    TensorFlow is loaded, 0.25 s or more of server CPU each, paid by every rerun of every session.
+    The frame turns the first off (ui.common.keep_keras_session), the project's config the second
+    (AppTest skips Streamlit's collection, so here the setting is read as the server reads it)."""
+    import keras
+    from streamlit import config
+    from streamlit.runtime.scriptrunner import script_runner
+
+    cleared = []
+    monkeypatch.setattr(keras.backend, "clear_session", lambda *_, **__: cleared.append(1))
+    monkeypatch.setattr(script_runner, "_clean_problem_modules", keras.backend.clear_session)  # as Streamlit's does
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["ds_size"] = 64
+    at.run().run()
+    assert not at.exception and cleared == []
+    assert config.get_option("runner.postScriptGC") is False
+
+
 @pytest.mark.parametrize(("page", "says"), [("app_pages/evaluate.py", "No run has predictions yet"),
                                             ("app_pages/predict.py", "No run has a saved model yet")])
 def test_other_pages_open_and_keep_the_dataset_choice(page: str, says: str) -> None:
