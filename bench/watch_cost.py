@@ -45,18 +45,22 @@ def make_run(runs: Path) -> Run:
             "epoch": epoch, "phase": 1, "loss": 1 / epoch, "accuracy": auc, "auc": auc, "val_loss": 1.1 / epoch,
             "val_accuracy": auc, "val_auc": auc, "learning_rate": 1e-3, "seconds": 70.0}, HISTORY_COLUMNS)
         for batch in range(BATCHES):
-            step = (epoch - 1) * BATCHES + batch
-            append_row(run.file("batches.csv"), {"step": step, "epoch": epoch, "phase": 1, "batch": batch,
-                                                 "loss": 1 / (1 + step / 100), "learning_rate": 1e-3}, BATCH_COLUMNS)
+            add_batch(run, (epoch - 1) * BATCHES + batch)
     return run
+
+
+def add_batch(run: Run, step: int) -> None:
+    """Batch ``step``'s row, as the worker's callback appends it (past the last epoch's end: still its)."""
+    append_row(run.file("batches.csv"), {"step": step, "epoch": min(step // BATCHES + 1, EPOCHS), "phase": 1,
+                                         "batch": step % BATCHES, "loss": 1 / (1 + step / 100),
+                                         "learning_rate": 1e-3}, BATCH_COLUMNS)
 
 
 def add_batches(run: Run, stop: threading.Event) -> None:
     """A batch every half second, as the default run trains on a 2-core CPU, until ``stop``."""
     step = EPOCHS * BATCHES
     while not stop.wait(0.5):
-        append_row(run.file("batches.csv"), {"step": step, "epoch": EPOCHS, "phase": 1, "batch": step % BATCHES,
-                                             "loss": 1 / (1 + step / 100), "learning_rate": 1e-3}, BATCH_COLUMNS)
+        add_batch(run, step)
         step += 1
 
 
