@@ -7,7 +7,7 @@ set picker shared by every page.
 import streamlit as st
 
 from pneumo.access import Mode
-from ui.common import dataset_picker, keep_keras_session, page_style, policy
+from ui.common import dataset_picker, import_tensorflow_soon, keep_keras_session, page_style, policy
 from ui.identity import sidebar
 
 st.set_page_config(page_title="pneumo", page_icon=":material/pulmonology:", layout="wide")
@@ -27,3 +27,4 @@ if rules.mode != Mode.SOLO:  # a shared server shows students no tracebacks and 
 st.session_state["user"] = sidebar(rules)
 st.session_state["dataset_choice"] = dataset_picker()
 navigation.run()
+import_tensorflow_soon()  # after the page: its first visitor does not wait for it

@@ -1,10 +1,11 @@
 """Bench: how long a teacher waits for each page of a freshly started app, in a real browser.
 
-    python bench/app_start.py [REPEATS]
+    python bench/app_start.py [REPEATS] [READ_SECONDS]
 
 Each repeat starts a new ``streamlit run`` server (as after a reboot) and opens the app in
-headless Chromium: seconds from the request to the Dataset page's charts, then to each other
-page after a click, until the script has finished. The synthetic set is decoded into the cache
+headless Chromium: seconds from the request to the Dataset page's charts, then, after
+READ_SECONDS spent on that page (default 0: a click at once), to each other page after a click,
+until the script has finished. The synthetic set is decoded into the cache
 beforehand (its one-off first scan is timed separately), so the figures are page costs, not
 drawing. Baseline, same run: a one-line Streamlit app on a fresh server, which is what
 Streamlit and the browser cost before any of pneumo's work. Medians of REPEATS (default 3).
@@ -41,6 +42,7 @@ def settled(page: Page, text: str) -> float:
 
 def main() -> None:
     repeats = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+    read_s = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
     work = Path(tempfile.mkdtemp(prefix="pneumo-app-start-"))
     env = {**os.environ, "PNEUMO_CACHE": str(work / "cache"), "PNEUMO_RUNS": str(work / "runs")}
     env.pop("PNEUMO_DATA", None)
@@ -69,6 +71,7 @@ def main() -> None:
                 settled(page, "Images per split and class")
                 page.locator('[data-testid="stMarkdown"] td').first.wait_for()  # the table drawn
                 figures.setdefault("Dataset (first page)", []).append(time.perf_counter() - start)
+                page.wait_for_timeout(read_s * 1000)  # the teacher reads the first page
                 for name, text in PAGES.items():
                     start = time.perf_counter()
                     page.get_by_role("link", name=name).click()
@@ -78,7 +81,8 @@ def main() -> None:
 
     base = statistics.median(figures["baseline: one-line app"])
     print(f"synthetic set drawn and cached once at {TrainConfig().image_size} px: {first_scan:.1f} s")
-    print(f"{'fresh server, page':<28}{'median s':>10}{'ratio':>8}   (median of {repeats})")
+    print(f"{'fresh server, page':<28}{'median s':>10}{'ratio':>8}   (median of {repeats}; "
+          f"{read_s:g} s on the first page before the clicks)")
     for name, values in figures.items():
         print(f"{name:<28}{statistics.median(values):>10.2f}{statistics.median(values) / base:>8.1f}")
 

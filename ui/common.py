@@ -7,7 +7,9 @@ shown, remembered in session state, and cached per server.
 
 from __future__ import annotations
 
+import functools
 import re
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,9 @@ CSV_ROLES = {"path": "Image path column", "label": "Label column", "split": "Spl
              "patient": "Patient column (optional)"}
 NO_COLUMN = "(none)"
 WORKING_SIZES = (64, 128, 160, 224)  # the sizes the sidebar decodes a data set at
+# Seconds after the first page is drawn before TensorFlow is imported in the background: the
+# browser is still drawing that page for a second or two (``import_tensorflow_soon``).
+IMPORT_TENSORFLOW_AFTER_S = 4.0
 
 
 # Charts and tables placed side by side keep at least this width each and wrap onto the next line
@@ -57,6 +62,28 @@ def keep_keras_session() -> None:
 
 def _nothing_to_clean() -> None:
     """Streamlit's end-of-run clean-up, in pneumo: nothing (``keep_keras_session``)."""
+
+
+@functools.cache
+def import_tensorflow_soon() -> threading.Timer:
+    """Imports TensorFlow in the background, once per server, a few seconds after the first page
+    is drawn. The import takes 5 to 8 s here, and Train (device line, augmentation preview) and
+    Predict would otherwise make their first visitor wait for all of it; started at once, it held
+    up the first page's own drawing (3.6 -> 5.5 s, bench/app_start.py). It also asks for the GPUs,
+    which starts CUDA on a machine that has one. A failed import is left for the page that needs
+    TensorFlow to report, with its own message."""
+    timer = threading.Timer(IMPORT_TENSORFLOW_AFTER_S, _import_tensorflow)
+    timer.name, timer.daemon = "pneumo-import-tensorflow", True
+    timer.start()
+    return timer
+
+
+def _import_tensorflow() -> None:
+    try:
+        from pneumo import device
+    except ImportError:
+        return
+    device.gpus()
 
 
 def side_by_side(key: str, count: int) -> list:

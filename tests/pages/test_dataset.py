@@ -156,6 +156,25 @@ def test_script_runs_leave_keras_and_the_garbage_collector_alone(monkeypatch: py
     assert config.get_option("runner.postScriptGC") is False
 
 
+def test_the_frame_starts_importing_tensorflow_once_per_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Train and Predict need TensorFlow (5 to 8 s to import); the frame starts that import on a
+    timer after the first page, so the first visitor of those pages does not wait for all of it."""
+    import threading
+
+    from ui import common
+
+    common.import_tensorflow_soon.cache_clear()  # as in a new server process
+    started = []
+    monkeypatch.setattr(threading.Timer, "start", lambda timer: started.append(timer.name))
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["ds_size"] = 64
+    at.run()
+    assert not at.exception and started.count("pneumo-import-tensorflow") == 1
+    at.run()
+    assert started.count("pneumo-import-tensorflow") == 1
+    common.import_tensorflow_soon.cache_clear()  # the next test's frame starts a real one
+
+
 @pytest.mark.parametrize(("page", "says"), [("app_pages/evaluate.py", "No run has predictions yet"),
                                             ("app_pages/predict.py", "No run has a saved model yet")])
 def test_other_pages_open_and_keep_the_dataset_choice(page: str, says: str) -> None:
