@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
+from pneumo.access import User
 from pneumo.data import radiograph
 from pneumo.explain.model_file import load_file
 from pneumo.explain.predictor import Predictor
@@ -287,6 +288,11 @@ def test_watch_follows_a_live_run(browser, server: tuple[str, Path]) -> None:
         expect(page.locator('input[aria-label="Run"][value="live run (synthetic) · finished"]')).to_be_visible()
         assert page.locator('[data-testid="stException"]').count() == 0
         page.screenshot(path=str(SHOTS / "watch-live.png"), full_page=True)
+        # Someone else (the teacher) deletes the run being watched: the page lets go of it.
+        RunStore(runs_root).delete(run, by=User("teacher", teacher=True))
+        expect(page.locator('input[aria-label="Run"][value^="live run"]')).to_have_count(0)
+        expect(page.get_by_text("finished on")).to_have_count(0)
+        assert page.locator('[data-testid="stException"]').count() == 0
     finally:
         holder.kill()
         holder.wait()

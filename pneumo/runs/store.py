@@ -311,8 +311,12 @@ class RunStore:
         return Run(path)
 
     def delete(self, run: Run, by: User) -> None:
-        """Remove a run and its files; an active run must be stopped first."""
+        """Remove a run and its files; an active run must be stopped first. The folder is first
+        moved aside under a hidden name, in one step, so that a page listing or watching runs never
+        reads a half-removed one."""
         run.require(by, "delete")
         if run.damage is None and run.state.active:
             raise ValueError("Stop the run first: it is queued or training.")
-        shutil.rmtree(run.path)
+        aside = Path(tempfile.mkdtemp(prefix=".deleted-", dir=self.root))
+        run.path.rename(aside / run.id)
+        shutil.rmtree(aside)

@@ -1,4 +1,5 @@
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -23,7 +24,7 @@ def test_read_csv_ignores_a_half_written_last_line(tmp_path: Path) -> None:
     assert read_csv(tmp_path / "junk.csv").empty
 
 
-def test_store_create_list_get_delete(tmp_path: Path) -> None:
+def test_store_create_list_get_delete(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = RunStore(tmp_path / "runs")
     assert store.runs() == []
     first = store.create(TrainConfig(name="first"))
@@ -42,8 +43,13 @@ def test_store_create_list_get_delete(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="Stop the run first"):
         store.delete(first, by=LOCAL)
     first.update_status(state="stopped")
+    listed_while_removing = []
+    remove = shutil.rmtree
+    monkeypatch.setattr(shutil, "rmtree", lambda path: listed_while_removing.append(store.runs()) or remove(path))
     store.delete(first, by=LOCAL)
+    assert listed_while_removing == [[second]]  # gone from the list before any of its files goes
     assert [r.id for r in store.runs()] == [second.id]
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [second.id]
 
 
 def test_damaged_runs_say_why(tmp_path: Path) -> None:
