@@ -23,6 +23,7 @@ training process); readers are many (every browser session).
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -102,12 +103,28 @@ def read_csv(path: Path) -> pd.DataFrame:
         return pd.DataFrame()
 
 
-def _numeric(frame: pd.DataFrame, required: list[str], text: list[str] | None = None) -> pd.DataFrame:
+def _table(path: Path, required: tuple[str, ...], text: tuple[str, ...] = ()) -> pd.DataFrame:
+    """A run's table (``_numeric``), parsed once per version of its file: Watch re-reads a live
+    run's tables every few seconds for everyone watching it. A version is the file's inode, time and
+    size: appending changes the size, replacing it whole (``replace_atomically``) the inode."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return pd.DataFrame()
+    return _parsed(path, (stat.st_ino, stat.st_mtime_ns, stat.st_size), required, text).copy()
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed(path: Path, version: tuple[int, ...], required: tuple[str, ...], text: tuple[str, ...]) -> pd.DataFrame:
+    return _numeric(read_csv(path), required, text)
+
+
+def _numeric(frame: pd.DataFrame, required: tuple[str, ...], text: tuple[str, ...]) -> pd.DataFrame:
     """A table as the pages expect it, or an empty one: the required columns present, every other
     column numeric, rows that are not (a damaged line) dropped."""
     if not set(required) <= set(frame.columns):
         return pd.DataFrame()
-    numbers = [c for c in frame.columns if c not in (text or [])]
+    numbers = [c for c in frame.columns if c not in text]
     frame = frame.assign(**{c: pd.to_numeric(frame[c], errors="coerce") for c in numbers})
     return frame.dropna(subset=[c for c in required if c in numbers]).reset_index(drop=True)
 
@@ -234,14 +251,14 @@ class Run:
             return self.id
 
     def history(self) -> pd.DataFrame:
-        return _numeric(read_csv(self.file("history.csv")), required=["epoch"])
+        return _table(self.file("history.csv"), required=("epoch",))
 
     def batches(self) -> pd.DataFrame:
-        return _numeric(read_csv(self.file("batches.csv")), required=["step"])
+        return _table(self.file("batches.csv"), required=("step",))
 
     def predictions(self) -> pd.DataFrame:
-        return _numeric(read_csv(self.file("predictions.csv")), required=PREDICTION_COLUMNS[:4],
-                        text=["split", "id", "patient"])
+        return _table(self.file("predictions.csv"), required=tuple(PREDICTION_COLUMNS[:4]),
+                      text=("split", "id", "patient"))
 
     def write_predictions(self, frame: pd.DataFrame) -> None:
         """predictions.csv, replaced whole: the Evaluate page may be reading the old one."""

@@ -24,6 +24,30 @@ def test_read_csv_ignores_a_half_written_last_line(tmp_path: Path) -> None:
     assert read_csv(tmp_path / "junk.csv").empty
 
 
+def test_a_runs_tables_are_parsed_once_per_version_of_their_file(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Watch re-reads a live run's tables every few seconds for each watcher: the same file is
+    parsed once, and every change (a line appended, the file replaced whole) is seen."""
+    from pneumo.runs import store as store_module
+
+    run = RunStore(tmp_path).create(TrainConfig())
+    parsed = []
+    parse = store_module.read_csv
+    monkeypatch.setattr(store_module, "read_csv", lambda path: parsed.append(path.name) or parse(path))
+    append_row(run.file("history.csv"), {"epoch": 1, "loss": 0.5}, ["epoch", "loss"])
+    assert run.history()["loss"].tolist() == run.history()["loss"].tolist() == [0.5]
+    assert parsed == ["history.csv"]
+    run.history().loc[0, "loss"] = 9.0  # a caller changing its copy changes nobody else's
+    append_row(run.file("history.csv"), {"epoch": 2, "loss": 0.25}, ["epoch", "loss"])
+    assert run.history()["loss"].tolist() == [0.5, 0.25] and parsed == ["history.csv"] * 2
+    replaced = run.file("history.csv").with_suffix(".new")
+    replaced.write_text("epoch,loss\n1,0.6\n2,0.45\n")  # the same size as the file it replaces
+    replaced.replace(run.file("history.csv"))  # as replace_atomically does
+    assert run.history()["loss"].tolist() == [0.6, 0.45]
+    run.file("history.csv").unlink()
+    assert run.history().empty
+
+
 def test_store_create_list_get_delete(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = RunStore(tmp_path / "runs")
     assert store.runs() == []
