@@ -30,6 +30,9 @@ _BOTTOM_LEGEND = {**_LAYOUT, "legend": dict(orientation="h", yanchor="top", y=-0
 # Two lines of one chart (train and validation; threshold metrics): colours that stay apart for
 # colour-blind eyes and on a washed-out projector; Streamlit's theme otherwise gives light and dark blue.
 PAIR = ("#0072B2", "#D55E00")
+# A line of batches draws at most this many points: a long run has thousands (25,000 films for 10
+# epochs: 7,800), more than a chart has pixels, and Watch sends them to every watcher every poll.
+MAX_BATCH_POINTS = 1000
 
 
 def run_colors(numbers: dict[Hashable, int]) -> dict[Hashable, str]:
@@ -143,11 +146,27 @@ def epoch_curves(history: pd.DataFrame, metric: str, phase2_start: int | None = 
     return fig.update_xaxes(dtick=1 if len(history) <= 20 else None)
 
 
+def _every(count: int) -> int:
+    """Draw every how-many-th batch so that a line has at most ``MAX_BATCH_POINTS`` points."""
+    return max(1, -(-count // MAX_BATCH_POINTS))
+
+
+def _thinned(batches: pd.DataFrame, every: int) -> pd.DataFrame:
+    """Every ``every``-th batch, and always the latest, so the line reaches where the run is."""
+    keep = np.zeros(len(batches), dtype=bool)
+    keep[::every] = True
+    keep[-1:] = True
+    return batches[keep]
+
+
 def batch_loss(batches: pd.DataFrame, smoothed: np.ndarray) -> go.Figure:
+    """The loss of each batch, faint, and its smoothed line (smoothed over every batch, drawn thinned)."""
+    every = _every(len(batches))
+    shown = _thinned(batches.assign(smoothed=smoothed), every)
     fig = go.Figure()
-    fig.add_scatter(x=batches["step"], y=batches["loss"], name="per batch", mode="lines",
-                    line=dict(color="rgba(0,114,178,0.25)"))  # PAIR[0], faint
-    fig.add_scatter(x=batches["step"], y=smoothed, name="smoothed", mode="lines", line=dict(color=PAIR[0]))
+    fig.add_scatter(x=shown["step"], y=shown["loss"], name="per batch" if every == 1 else f"1 batch in {every}",
+                    mode="lines", line=dict(color="rgba(0,114,178,0.25)"))  # PAIR[0], faint
+    fig.add_scatter(x=shown["step"], y=shown["smoothed"], name="smoothed", mode="lines", line=dict(color=PAIR[0]))
     fig.update_layout(title="Training loss per batch", xaxis_title="batch (step)", yaxis_title="loss",
                       **_BOTTOM_LEGEND)
     return fig
@@ -164,7 +183,8 @@ def learning_rate(batches: pd.DataFrame) -> go.Figure:
     of ten: Plotly's own log ticks labelled every 2 and 5 between them, unreadable on a projector."""
     rates = batches["learning_rate"]
     log = bool(len(rates) and rates.min() > 0)
-    fig = px.line(batches, x="step", y="learning_rate", title="Learning rate", log_y=log)
+    shown = _thinned(batches, _every(len(batches)))
+    fig = px.line(shown, x="step", y="learning_rate", title="Learning rate", log_y=log)
     fig.update_layout(xaxis_title="batch (step)", yaxis_title="learning rate", **_LAYOUT)
     used = np.unique(rates.round(12))
     if log and len(used) <= 4:

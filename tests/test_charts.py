@@ -49,6 +49,25 @@ def test_learning_rate_ticks_name_the_rates_used_or_powers_of_ten() -> None:
     assert charts.learning_rate(cyclical).layout.yaxis.dtick == 1
 
 
+def test_a_long_runs_batch_lines_are_thinned_to_what_a_chart_can_show() -> None:
+    """Watch sends the batch charts to every watcher every poll: a run of 7,800 batches sends at
+    most MAX_BATCH_POINTS per line, up to the latest batch; the smoothing still uses every batch."""
+    count = 7_800
+    rng = np.random.default_rng(0)
+    batches = pd.DataFrame({"step": np.arange(count), "loss": rng.random(count),
+                            "learning_rate": np.geomspace(1e-5, 1e-3, count)})
+    smoothed = np.cumsum(batches["loss"].to_numpy()) / np.arange(1, count + 1)  # any full-length series
+    raw, line = charts.batch_loss(batches, smoothed).data
+    (rate,) = charts.learning_rate(batches).data
+    for trace in (raw, line, rate):
+        assert len(trace.x) <= charts.MAX_BATCH_POINTS and trace.x[-1] == count - 1
+    assert raw.name == "1 batch in 8" and list(raw.x[:2]) == [0, 8]
+    assert np.allclose(line.y, smoothed[np.asarray(line.x)])
+    short = batches.head(300)
+    assert len(charts.batch_loss(short, smoothed[:300]).data[0].x) == 300
+    assert charts.batch_loss(short, smoothed[:300]).data[0].name == "per batch"
+
+
 def test_charts_that_sit_side_by_side_keep_legends_under_the_plot() -> None:
     history = pd.DataFrame({"epoch": [1, 2], "loss": [0.7, 0.6], "val_loss": [0.8, 0.7], "val_auc": [0.5, 0.6]})
     for fig in (charts.epoch_curves(history, "loss"), charts.compare_runs({"a": history}, "val_auc")):
