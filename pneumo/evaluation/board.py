@@ -206,7 +206,9 @@ def _reference_row(ref: Reference) -> dict:
     def share(value: float | None) -> str:
         return "" if value is None else f"{100 * value:.1f} %"
 
-    return {"number": None, "run": ref.name, "runs": None, "seeds": "", "AUC": ref.auc, "AUC spread": "published",
+    unknown = dict.fromkeys(TRAINED) | {"seconds": None, "device": ""}  # a run row's other columns: not published
+    return unknown | {
+            "number": None, "run": ref.name, "runs": None, "seeds": "", "AUC": ref.auc, "AUC spread": "published",
             "AUC low": None, "AUC high": None,
             "sensitivity": share(ref.sensitivity), "specificity": share(ref.specificity),
             "accuracy": share(ref.accuracy), "threshold": "", "data set": ref.images, "owner": "published",

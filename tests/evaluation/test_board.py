@@ -30,6 +30,15 @@ def test_only_runs_on_the_official_test_films_are_ranked_with_the_published_resu
     assert "500 films (300 with pneumonia), not the official 624 (390)" in reasons["other"]
 
 
+def test_with_no_run_on_the_official_test_films_the_table_has_every_column() -> None:
+    """The synthetic default: no run is ranked, the published results are, with a run row's columns."""
+    real = finished_run("real", dataset="/data/chest_xray", test=OFFICIAL, noise=0.1)
+    drawn = finished_run("drawn", dataset="synthetic", test=OFFICIAL)
+    alone, apart = board.table(_results([drawn]))
+    assert set(alone["run"]) == {r.name for r in board.REFERENCES} and list(apart["run"]) == ["drawn"]
+    assert set(alone.columns) == set(board.table(_results([real]))[0].columns)
+
+
 def test_a_carved_split_is_not_the_official_one_even_with_the_same_counts() -> None:
     run = finished_run("carved", dataset="/data/rsna", test=OFFICIAL)
     write_json(run.file("environment.json"), {"split": "This set has no official split: …"})

@@ -29,3 +29,12 @@ def test_ranks_comparable_runs_keeps_others_apart_and_repeats_with_seeds(monkeyp
     at.button[0].click().run()
     assert not at.exception and "Queued 2 runs" in at.success[0].value
     assert sorted(r.config().seed for r in RunStore().runs()) == [0, 0, 1, 2]
+
+
+def test_runs_on_the_synthetic_set_alone_are_kept_apart_under_the_published_results() -> None:
+    """The default data set: no run is comparable, the published results are still ranked."""
+    finished_run("drawn cnn", dataset="synthetic")
+    at = page_app("board").run()
+    assert not at.exception
+    ranked, apart = (frame.value for frame in at.dataframe)
+    assert len(ranked) == len(board.REFERENCES) and list(apart["run"]) == ["drawn cnn"]
