@@ -120,6 +120,43 @@ def _open_train_form(page, epochs: int) -> None:
     settle(page, "Start training")
 
 
+def test_the_train_form_keeps_what_was_typed_and_a_preset_starts_it_again(browser, app_url: str) -> None:
+    """What was set in the form survives a look at Watch or another page; choosing the Demo preset
+    sets the fields the browser shows, not only the server's copy (a keyed widget keeps its value)."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1600})
+    page.goto(app_url)
+    settle(page, "Images per split and class")
+    _open_train_form(page, epochs=5)
+    epochs = page.get_by_role("spinbutton", name="Epochs", exact=True)
+    name = page.get_by_role("textbox", name="Run name (optional)")
+    name.fill("my careful run")
+    name.press("Enter")
+    settle(page, "Start training")
+    page.get_by_text("Watch", exact=True).click()
+    expect(page.get_by_role("button", name="Start training")).to_have_count(0)
+    page.get_by_role("link", name="Dataset").click()
+    settle(page, "Images per split and class")
+    page.get_by_role("link", name="Train").click()
+    page.get_by_text("New run", exact=True).click()
+    settle(page, "Start training")
+    expect(epochs).to_have_value("5")
+    expect(name).to_have_value("my careful run")
+    one_cycle = page.get_by_role("radio", name="one-cycle")
+    expect(one_cycle).not_to_be_checked()
+    page.get_by_text("Demo (quick, for a lesson)", exact=True).click()
+    settle(page, "Start training")
+    demo = TrainConfig.for_model("cnn", "demo")
+    expect(epochs).to_have_value(str(demo.epochs))
+    expect(name).to_have_value("")
+    expect(one_cycle).to_be_checked()
+    epochs.fill("3")  # one more change after the preset: the preset's other fields stay
+    epochs.press("Enter")
+    settle(page, "Start training")
+    expect(one_cycle).to_be_checked()
+    expect(epochs).to_have_value("3")
+    page.close()
+
+
 def test_full_journey(browser_page, app_url: str) -> None:
     """A teacher's loop: data set statistics, a short CNN run watched as it learns, its evaluation
     with a threshold moved, then a prediction with Grad-CAM on an example and on an upload."""
