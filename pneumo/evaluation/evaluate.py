@@ -118,7 +118,13 @@ class Paired:
                    "so a difference this large would rarely arise by chance")
         return (f"On the same {self.images} {split} images, **{a}** has an AUC {abs(self.difference):.3f} "
                 f"{'higher' if self.difference >= 0 else 'lower'} than **{b}** (95 % interval of the difference "
-                f"{low:+.3f} to {high:+.3f}; paired bootstrap p = {self.p:.3f}), {verdict}.")
+                f"{low:+.3f} to {high:+.3f}; paired bootstrap p {_p_value(self.p)}), {verdict}.")
+
+
+def _p_value(p: float) -> str:
+    """"= 0.042", or "< 0.001" for a p under that: a bootstrap p of 0 means none of its resamples
+    crossed zero, not that the chance is nil."""
+    return "< 0.001" if p < 0.001 else f"= {p:.3f}"
 
 
 def paired(a: pd.DataFrame, b: pd.DataFrame, split: str) -> Paired | None:

@@ -113,7 +113,8 @@ class Faithfulness:
 
     @property
     def better_than_random(self) -> bool:
-        return self.map.difference > self.random.difference
+        """By at least the 0.01 the sentence shows: "+0.00 against +0.00" is not better."""
+        return self.map.difference - self.random.difference >= 0.01
 
     def sentence(self) -> str:
         m, r = self.map, self.random

@@ -76,3 +76,9 @@ def test_paired_test_on_shared_images_only() -> None:
     assert evaluate.paired(good, _predictions(7, ids="other-"), "test") is None  # no image in common
     one_class = good[good["label"] == 1]
     assert evaluate.paired(one_class, one_class, "test") is None
+
+
+def test_a_bootstrap_p_of_zero_reads_as_under_one_in_a_thousand() -> None:
+    sentence = evaluate.Paired(624, 0.05, (0.03, 0.07), 0.0).sentence("a", "b", "test")
+    assert "p < 0.001" in sentence and "p = 0.000" not in sentence
+    assert "p = 0.042" in evaluate.Paired(624, 0.01, (-0.01, 0.03), 0.042).sentence("a", "b", "test")

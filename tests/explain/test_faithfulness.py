@@ -86,3 +86,15 @@ def test_grad_cam_of_a_trained_cnn_beats_a_random_map(trained_cnn, synthetic_tes
     random_difference = np.mean([r.random.difference for r in results])
     assert difference > random_difference + 0.02, (difference, random_difference)
     assert np.mean([r.map.deletion_area < r.random.deletion_area for r in results]) > 0.5
+
+
+def test_a_map_level_with_a_random_one_is_not_called_better() -> None:
+    """The sentence shows two decimals: "+0.00 against +0.00" must not read "better"."""
+    shares = np.linspace(0, 1, 5)
+
+    def flat(deletion: float, insertion: float) -> faithfulness.Curves:
+        return faithfulness.Curves(shares, np.full(5, deletion), np.full(5, insertion))
+
+    level = Faithfulness(flat(0.5, 0.504), flat(0.5, 0.501))
+    assert not level.better_than_random and "no better than a random map" in level.sentence()
+    assert Faithfulness(flat(0.4, 0.6), flat(0.5, 0.5)).better_than_random
