@@ -141,8 +141,10 @@ def faithfulness(score: Scorer, film: np.ndarray, saliency_map: np.ndarray, step
 
 
 def agreement(maps: dict[str, np.ndarray]) -> list[tuple[str, str, float]]:
-    """Spearman rank correlation of every pair of maps shown."""
-    return [(a, b, rank_similarity(maps[a], maps[b])) for a, b in combinations(maps, 2)]
+    """Spearman rank correlation of every pair of maps shown, leaving out flat (empty) maps: they
+    rank nothing, and the page says so beside each (a correlation of 0 would read as disagreement)."""
+    ranked = [name for name, values in maps.items() if np.ptp(values) > 0]
+    return [(a, b, rank_similarity(maps[a], maps[b])) for a, b in combinations(ranked, 2)]
 
 
 def agreement_sentence(a: str, b: str, rho: float) -> str:

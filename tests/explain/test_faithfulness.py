@@ -63,6 +63,7 @@ def test_agreement_between_maps() -> None:
     pairs = agreement({"A": a, "B": a * 2, "C": -a})
     assert [(x, y) for x, y, _ in pairs] == [("A", "B"), ("A", "C"), ("B", "C")]
     assert pairs[0][2] == pytest.approx(1.0) and pairs[1][2] == pytest.approx(-1.0)
+    assert [(x, y) for x, y, _ in agreement({"A": a, "empty": np.zeros((16, 16)), "C": -a})] == [("A", "C")]
     assert "agree closely" in agreement_sentence("A", "B", 0.9)
     assert "do not agree" in agreement_sentence("A", "C", -0.2)
     assert isinstance(Faithfulness, type)
