@@ -11,8 +11,10 @@ import functools
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import streamlit as st
 from streamlit.runtime.scriptrunner import script_runner
@@ -24,6 +26,7 @@ from pneumo.paths import default_dataset_spec
 from pneumo.runs.store import Run
 from pneumo.training.config import TrainConfig
 
+T = TypeVar("T")
 KINDS = ("Synthetic", "PneumoniaMNIST", "Folder", "CSV")
 CSV_ROLES = {"path": "Image path column", "label": "Label column", "split": "Split column (optional)",
              "patient": "Patient column (optional)"}
@@ -84,6 +87,19 @@ def _import_tensorflow() -> None:
     except ImportError:
         return
     device.gpus()
+
+
+def kept(key: str, start: T, draw: Callable[[], T]) -> T:
+    """Draws the widget keyed ``key`` (``draw`` makes it, with that key and no starting value), so
+    that its value outlives the runs that do not draw it. Streamlit forgets a widget's value in any
+    run that skips it (another page, another view, an upload with no file yet), and a keyed widget
+    ignores a new default; so the widget starts through session state, which also sets the browser's
+    copy: from its value when last drawn (kept as ``<key>_kept``), else from ``start``. Deleting
+    both keys starts it from ``start`` again."""
+    if key not in st.session_state:
+        st.session_state[key] = st.session_state.get(f"{key}_kept", start)
+    st.session_state[f"{key}_kept"] = value = draw()
+    return value
 
 
 def side_by_side(key: str, count: int) -> list:

@@ -16,7 +16,7 @@ import streamlit as st
 from pneumo import charts
 from pneumo.evaluation import board, calibration, evaluate, metrics
 from pneumo.evaluation.evaluate import ThresholdFree, ThresholdRule, on_split
-from pneumo.runs.store import Run, RunStore
+from pneumo.runs.store import DEFAULT_THRESHOLD, Run, RunStore
 from ui.common import file_stamp, plain, run_image_set, run_labels, side_by_side
 from ui.identity import current_user
 
@@ -68,7 +68,7 @@ def _remembered() -> dict[str, float]:
 
 def _starting_threshold(run: Run) -> float:
     saved = run.threshold()
-    return _remembered().get(run.id, saved["value"] if saved else 0.5)
+    return _remembered().get(run.id, saved["value"] if saved else DEFAULT_THRESHOLD)
 
 
 def threshold_for(run: Run, rule: ThresholdRule) -> float:
@@ -85,8 +85,10 @@ def choose_threshold(run: Run, rule: ThresholdRule, split: str) -> float:
         threshold = threshold_for(run, rule)
         st.markdown(f"Threshold **{threshold:.3f}**, chosen by *{rule.strategy}* on the validation split and applied "
                     f"to {split}.")
-    _remembered()[run.id] = threshold
     user, saved = current_user(), run.threshold()
+    if threshold == (saved["value"] if saved else DEFAULT_THRESHOLD) and run.id not in _remembered():
+        return threshold  # only looked at: nothing was chosen, nothing is saved
+    _remembered()[run.id] = threshold
     if user is not None and user.may_manage(run.owner) and (saved is None or saved["value"] != threshold):
         try:
             run.save_threshold(threshold, rule.strategy, by=user)

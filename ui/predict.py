@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -34,10 +35,11 @@ from pneumo.explain.saliency import (
     pointing,
     saliency,
 )
-from pneumo.runs.store import Run, RunStore
+from pneumo.runs.store import DEFAULT_THRESHOLD, Run, RunStore
 from ui.common import (
     current_choice,
     file_stamp,
+    kept,
     load_image_set,
     plain,
     run_image_set,
@@ -113,7 +115,8 @@ def _choose_run() -> ModelChoice | None:
                 "the default: no threshold was chosen for this run on the Evaluate page")
     image_set = _run_image_set(run)
     spec = run.config().dataset
-    return ModelChoice(predictor, f"run:{run.id}:{path.stat().st_mtime}", 0.5 if chosen is None else chosen, note,
+    threshold = DEFAULT_THRESHOLD if chosen is None else chosen
+    return ModelChoice(predictor, f"run:{run.id}:{path.stat().st_mtime}", threshold, note,
                        image_set, image_set.name if image_set is not None else spec, spec.startswith("synthetic"),
                        _familiarity(str(run.file(familiarity.FILE)), file_stamp(run.file(familiarity.FILE))))
 
@@ -169,7 +172,7 @@ def _choose_upload() -> ModelChoice | None:
                               "folders by name, NORMAL before PNEUMONIA.")
     predictor = shared.configured(preprocessing, index, resize)
     image_set = load_image_set(current_choice())
-    return ModelChoice(predictor, f"upload:{digest}:{preprocessing}:{index}:{resize}", 0.5,
+    return ModelChoice(predictor, f"upload:{digest}:{preprocessing}:{index}:{resize}", DEFAULT_THRESHOLD,
                        "the default for an uploaded model", image_set)
 
 
@@ -304,29 +307,17 @@ def _faithfulness(model_key: str, film_key: str, method: str, layer: str, _predi
     return result
 
 
-def _kept(key: str, default: object) -> str:
-    """``key`` for a widget whose value outlives the reruns it is not drawn in (Streamlit forgets
-    a widget's value when a rerun skips it: switching to an upload with no file yet, say)."""
-    st.session_state[key] = st.session_state.get(f"{key}_kept", default)
-    return key
-
-
-def _keep(key: str) -> None:
-    st.session_state[f"{key}_kept"] = st.session_state[key]
-
-
 def saliency_maps(choice: ModelChoice, film: Radiograph, probability: float) -> None:
     """The chosen methods side by side over the film, each scored against a known lesion."""
     st.subheader("Saliency")
     predictor = choice.predictor
-    methods = st.pills("Methods (several are shown side by side)", METHODS, selection_mode="multi",
-                       key=_kept("pr_methods", ["Grad-CAM"]), on_change=_keep, args=("pr_methods",),
-                       help=" ".join(f"**{m}**: {METHOD_HELP[m]}" for m in METHODS))
+    methods = kept("pr_methods", ["Grad-CAM"], partial(
+        st.pills, "Methods (several are shown side by side)", METHODS, selection_mode="multi", key="pr_methods",
+        help=" ".join(f"**{m}**: {METHOD_HELP[m]}" for m in METHODS)))
     opacity_column, colour_column, layer_column = st.columns([2, 1, 3])
-    opacity = opacity_column.slider("Opacity", 0.0, 1.0, step=0.05, key=_kept("pr_opacity", 0.5), on_change=_keep,
-                                    args=("pr_opacity",))
-    colormap = colour_column.selectbox("Colours", COLORMAPS, key=_kept("pr_colormap", COLORMAPS[0]),
-                                       on_change=_keep, args=("pr_colormap",))
+    opacity = kept("pr_opacity", 0.5, partial(opacity_column.slider, "Opacity", 0.0, 1.0, step=0.05, key="pr_opacity"))
+    colormap = kept("pr_colormap", COLORMAPS[0], partial(colour_column.selectbox, "Colours", COLORMAPS,
+                                                          key="pr_colormap"))
     detected = predictor.detected
     auto = f"auto: {predictor.layer_title(detected.default_target)}"
     layer = layer_column.selectbox(

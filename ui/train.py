@@ -8,9 +8,7 @@ or from what ``TrainConfig.problems`` accepts.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
 from functools import partial
-from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -24,10 +22,9 @@ from pneumo.runs import backends, jobs, monitoring
 from pneumo.runs.store import Run, RunState, RunStore
 from pneumo.training.augment import PRESETS, TRANSFORMS, Augmentation, preset_name, preview
 from pneumo.training.config import MAX_NAME_CHARS, MODEL_DEFAULTS, MODELS, OPTIONS, RUN_PRESETS, TrainConfig
-from ui.common import DatasetChoice, plain, policy, run_labels, run_picker, side_by_side, synthetic_banner
+from ui.common import DatasetChoice, kept, plain, policy, run_labels, run_picker, side_by_side, synthetic_banner
 from ui.identity import current_user
 
-T = TypeVar("T")
 POLL_SECONDS = 2.0
 MODEL_NAMES = {"cnn": "Custom CNN", "resnet50": "ResNet50 transfer learning"}
 PRESET_NAMES = {"recommended": "Recommended", "demo": "Demo (quick, for a lesson)"}
@@ -64,22 +61,6 @@ def _imagenet_status() -> tuple[bool, str]:
 # --- New run ---------------------------------------------------------------------------
 
 
-_FORM = "tr_form"  # the form's values as last drawn: session state that no page change clears
-
-
-def _kept(key: str, start: object, draw: Callable[[], T]) -> T:
-    """Draws one of the form's widgets, keyed ``key``, starting from the value it had when last
-    drawn, else from ``start``. Streamlit forgets a widget's value in any run that does not draw it
-    (another page, another view), and a keyed widget ignores a new default; so each widget is
-    started through session state (which also sets the browser's copy) and its value kept in
-    ``_FORM``. ``_forget_form`` clears both: the next run starts every field from the preset."""
-    kept = st.session_state.setdefault(_FORM, {})
-    if key not in st.session_state:
-        st.session_state[key] = kept.get(key, start)
-    kept[key] = value = draw()
-    return value
-
-
 def _input(name: str, default: TrainConfig, key: str = "", suffix: str = "") -> object:
     """The widget for one TrainConfig field, built from its ``OPTIONS`` entry and starting at ``default``.
 
@@ -100,13 +81,12 @@ def _input(name: str, default: TrainConfig, key: str = "", suffix: str = "") -> 
         draw = partial(st.slider, label, kind(option.low), kind(option.high), step=kind(option.step), **common)
     else:
         draw = partial(st.number_input, label, kind(option.low), kind(option.high), format=option.format, **common)
-    return _kept(key, value, draw)
+    return kept(key, value, draw)
 
 
 def _forget_form() -> None:
-    """A new preset: the form's fields start again from its settings. Their state and kept values
-    are dropped, so ``_kept`` sets each anew, the browser's copy too (a keyed widget would keep the
-    value it has rather than take a new default)."""
+    """A new preset: the form's fields start again from its settings (``kept``: their state and
+    kept values are dropped, so each is set anew, in the browser too)."""
     for key in [k for k in st.session_state if str(k).startswith("tr_") and k not in ("tr_model", "tr_preset")]:
         del st.session_state[key]
 
@@ -114,12 +94,12 @@ def _forget_form() -> None:
 def new_run(choice: DatasetChoice, image_set: ImageSet) -> None:
     st.caption(f"Data: **{plain(image_set.name)}**, validation carved from train: {choice.val_fraction:.0%} "
                "(set both in the sidebar).")
-    model = _kept("tr_model", TrainConfig().model, partial(
+    model = kept("tr_model", TrainConfig().model, partial(
         st.radio, OPTIONS["model"].label, MODELS, horizontal=True, key="tr_model", format_func=MODEL_NAMES.get,
         help=OPTIONS["model"].help))
     preset = "recommended"
     if model == "cnn":
-        preset = _kept("tr_preset", "recommended", partial(
+        preset = kept("tr_preset", "recommended", partial(
             st.segmented_control, "Start from", list(RUN_PRESETS), key="tr_preset", format_func=PRESET_NAMES.get,
             on_change=_forget_form, help=PRESET_HELP)) or "recommended"
     default = TrainConfig.for_model(model, preset)
@@ -153,7 +133,7 @@ def new_run(choice: DatasetChoice, image_set: ImageSet) -> None:
             values["reduce_lr"] = _input("reduce_lr", default)
         values["seed"] = _input("seed", default)
         values["mixed_precision"] = _input("mixed_precision", default)
-        values["name"] = _kept("tr_name", default.name, partial(
+        values["name"] = kept("tr_name", default.name, partial(
             st.text_input, OPTIONS["name"].label, key="tr_name", help=OPTIONS["name"].help, max_chars=MAX_NAME_CHARS,
             placeholder="e.g. CNN light augmentation"))
 
@@ -165,11 +145,11 @@ def new_run(choice: DatasetChoice, image_set: ImageSet) -> None:
 def _resnet_options(default: TrainConfig) -> dict:
     values = {}
     sources = list(WEIGHT_SOURCES)
-    weights = _kept("tr_weights", default.weights, partial(
+    weights = kept("tr_weights", default.weights, partial(
         st.radio, OPTIONS["weights"].label, sources, horizontal=True, key="tr_weights",
         format_func=WEIGHT_SOURCES.get, help=OPTIONS["weights"].help))
     if weights == "file":
-        weights = _kept("tr_weights_path", "", partial(st.text_input, "Path of the .h5 file", key="tr_weights_path"))
+        weights = kept("tr_weights_path", "", partial(st.text_input, "Path of the .h5 file", key="tr_weights_path"))
         weights = weights.strip()
     values["weights"] = weights
     if weights == "imagenet":
@@ -191,7 +171,7 @@ def _resnet_options(default: TrainConfig) -> dict:
 
 def _augmentation_controls(image_set: ImageSet, default: Augmentation) -> Augmentation:
     st.markdown("**Augmentation** (training only; a saved model never augments)")
-    preset = _kept("tr_aug_preset", preset_name(default),
+    preset = kept("tr_aug_preset", preset_name(default),
                    partial(st.segmented_control, "Preset", [*PRESETS, "custom"], key="tr_aug_preset"))
     if preset == "custom":
         values = {}
@@ -201,7 +181,7 @@ def _augmentation_controls(image_set: ImageSet, default: Augmentation) -> Augmen
                 draw = partial(column.toggle, label, help=transform.help, key=key)
             else:  # from 0 (off) to the largest magnitude accepted
                 draw = partial(column.slider, label, 0.0, transform.high, step=0.01, help=transform.help, key=key)
-            values[name] = _kept(key, getattr(default, name) if transform.high is None
+            values[name] = kept(key, getattr(default, name) if transform.high is None
                                  else float(getattr(default, name)), draw)
         augmentation = Augmentation(**values)
     else:

@@ -22,10 +22,9 @@ from pneumo.evaluation import metrics
 from pneumo.evaluation.evaluate import RESAMPLES, on_split
 from pneumo.runs import monitoring
 from pneumo.runs.jobs import SEED_SUFFIX
-from pneumo.runs.store import Run
+from pneumo.runs.store import DEFAULT_THRESHOLD, Run
 
 OFFICIAL_TEST = (624, 390)  # films, of which pneumonia: Kermany's test split (and PneumoniaMNIST's)
-DEFAULT_THRESHOLD = 0.5  # for runs whose threshold nobody chose on the Evaluate page
 # What a board row says of how a run was trained: the runs table's columns (monitoring.summary).
 TRAINED = ("data set", "model", "image size", "epochs", "augmentation", "unfreeze", "owner", "device")
 

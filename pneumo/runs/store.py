@@ -46,6 +46,7 @@ from pneumo.paths import runs_dir
 from pneumo.training.config import TrainConfig
 
 PREDICTION_COLUMNS = ["split", "id", "label", "prob", "patient"]
+DEFAULT_THRESHOLD = 0.5  # a run decides at this threshold until one is chosen for it on the Evaluate page
 _LOG_NOISE = re.compile(r"cuInit|cudart_stub|Unable to register cu(DNN|FFT|BLAS)|oneDNN custom operations|"
                         r"TensorFlow binary is optimized|rebuild TensorFlow with|computation_placer|"
                         r"All log messages before absl::InitializeLog")

@@ -93,6 +93,8 @@ def test_the_threshold_is_saved_with_the_run_for_every_browser() -> None:
     """A new browser (a fresh AppTest) starts at the threshold chosen before, not at 0.50."""
     run = _run_with_predictions("saved threshold", 0.15, 0)
     at = page_app("evaluate").run()
+    assert not at.exception and run.threshold() is None  # looking chooses nothing (the Board says "default")
+    assert run.id not in at.session_state["thresholds"]  # nor for Predict
     at.slider(key=f"ev_thr_{run.id}").set_value(0.37).run()
     assert not at.exception and run.threshold()["value"] == 0.37 and run.threshold()["by"] == "local"
     fresh = page_app("evaluate").run()
