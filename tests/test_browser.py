@@ -207,6 +207,9 @@ def test_full_journey(browser_page, app_url: str) -> None:
     assert page.get_by_text("Probability of pneumonia").count() == 1
     assert page.locator('[data-testid="stImage"]').filter(has_text="Grad-CAM").count() == 1
     _shot(page, "08-predict-example")
+    with page.expect_download() as download:  # the PNG is encoded when the button is clicked
+        page.get_by_role("button", name="Download overlay (PNG)").click()
+    assert Path(download.value.path()).read_bytes().startswith(b"\x89PNG")
     page.get_by_text("Upload an image", exact=True).click()
     settle(page, "Chest X-ray (JPEG, PNG or DICOM)")
     page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(

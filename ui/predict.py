@@ -355,8 +355,8 @@ def saliency_maps(choice: ModelChoice, film: Radiograph, probability: float) -> 
                 st.caption(f"Known lesion ({_lesion_source(choice)}): {score['share']:.1%} of the map lies on it, "
                            f"which covers {score['chance']:.1%} of the image (a random map's share); peak on it: "
                            f"{'yes' if score['hit'] else 'no'}.")
-            st.download_button("Download overlay (PNG)", png_bytes(image), file_name=f"pneumo-{method.lower()}.png",
-                               mime="image/png", key=f"pr_download_{method}")
+            st.download_button("Download overlay (PNG)", partial(png_bytes, image),  # encoded when clicked
+                               file_name=f"pneumo-{method.lower()}.png", mime="image/png", key=f"pr_download_{method}")
     for a, b, rho in faithfulness.agreement(shown):
         st.caption(faithfulness.agreement_sentence(a, b, rho))
 

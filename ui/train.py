@@ -409,15 +409,18 @@ def runs_table() -> None:
     c1, c2, c3 = st.columns(3)
     if run.damage is None and allowed:
         new_name = c1.text_input("New name", value=run.name, key=f"rename_{target}", max_chars=MAX_NAME_CHARS)
-        if c1.button("Rename", icon=":material/edit:") and new_name.strip():
-            run.rename(new_name.strip(), by=user)
-            st.rerun()
+        if c1.button("Rename", icon=":material/edit:"):
+            if not new_name.strip():
+                c1.warning("A run's name cannot be blank: type one, or keep the one it has.")
+            else:
+                run.rename(new_name.strip(), by=user)
+                st.rerun()
     model_file = run.model_file()
-    if model_file:
-        c2.download_button("Download model (.keras)", model_file.read_bytes(), file_name=f"{target}.keras",
+    if model_file:  # the files are read when a button is clicked, not on every rerun (a ResNet50: 100 MB)
+        c2.download_button("Download model (.keras)", model_file.read_bytes, file_name=f"{target}.keras",
                            icon=":material/download:")
     if run.file("history.csv").exists():
-        c2.download_button("Download history (CSV)", run.file("history.csv").read_bytes(),
+        c2.download_button("Download history (CSV)", run.file("history.csv").read_bytes,
                            file_name=f"{target}-history.csv", icon=":material/download:")
     if not allowed:
         return
