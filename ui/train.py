@@ -287,7 +287,9 @@ def _run_view(run: Run, user: User | None) -> None:
     _status_line(run, state, status, user)
     prog = monitoring.progress(run)
     eta = f" · about {monitoring.duration(prog.eta)} to go" if prog.eta is not None else ""
-    st.progress(prog.epoch_fraction, text=f"Epoch {prog.epoch} of {prog.epochs} · "
+    cut = (f", cut short at batch {prog.batch} of {prog.batches}"
+           if not state.active and prog.epoch and 0 < prog.batch < prog.batches else "")
+    st.progress(prog.epoch_fraction, text=f"Epoch {prog.epoch} of {prog.epochs}{cut} · "
                                           f"{monitoring.duration(prog.elapsed)} elapsed{eta}")
     if state == RunState.RUNNING and not prog.batches:  # the worker is still loading data and building the model
         st.caption("Starting: loading the data and building the model…")

@@ -251,8 +251,8 @@ def resume(run: Run, by: User, policy: Policy | None = None) -> None:
             if not run.state.resumable:
                 raise ValueError(f"only failed or stopped runs can be resumed; this one is {run.state}")
             run.file("stop").unlink(missing_ok=True)
-            run.update_status(state=RunState.QUEUED, error=None, note=None, ended=None,
-                              resumed=int(run.status().get("resumed", 0)) + 1)
+            run.update_status(state=RunState.QUEUED, error=None, note=None, ended=None, batch=0,
+                              resumed=int(run.status().get("resumed", 0)) + 1)  # batch: its epoch starts again
     except OSError as exc:
         raise Refused(READ_ONLY) from exc
     schedule(store)

@@ -31,7 +31,12 @@ class Progress:
 
     @property
     def epoch_fraction(self) -> float:
-        return min(1.0, self.epoch / self.epochs) if self.epochs else 0.0
+        """Epochs done, the current one by its batches when they are known (a run stopped halfway
+        through its last epoch is not complete)."""
+        if not self.epochs:
+            return 0.0
+        done = self.epoch - 1 + self.batch_fraction if self.batches and self.epoch else self.epoch
+        return min(1.0, done / self.epochs)
 
     @property
     def batch_fraction(self) -> float:

@@ -44,6 +44,7 @@ class RunMonitor(keras.callbacks.Callback):
         self._epoch = 0
         self._epoch_start = 0.0
         self._previous_mean = 0.0
+        self._batches_done = 0
         self._last_status = 0.0
         self._trimmed = False
 
@@ -51,6 +52,7 @@ class RunMonitor(keras.callbacks.Callback):
         self._epoch = epoch + 1
         self._epoch_start = time.monotonic()
         self._previous_mean = 0.0
+        self._batches_done = 0
         if not self._trimmed:
             self._trim_from(self._epoch)
             self._trimmed = True
@@ -62,6 +64,7 @@ class RunMonitor(keras.callbacks.Callback):
         # Keras reports the running mean over the epoch; recover this batch's own loss from it.
         loss = (batch + 1) * mean - batch * self._previous_mean
         self._previous_mean = mean
+        self._batches_done = batch + 1
         step = (self._epoch - 1) * self.steps_per_epoch + batch + 1
         append_row(self.run.file("batches.csv"), {
             "step": step, "epoch": self._epoch, "phase": self.phase, "batch": batch + 1, "loss": loss,
@@ -82,7 +85,9 @@ class RunMonitor(keras.callbacks.Callback):
         row.update(epoch=epoch + 1, phase=self.phase, learning_rate=current_lr(self.model),
                    seconds=round(time.monotonic() - self._epoch_start, 3))
         append_row(self.run.file("history.csv"), row, HISTORY_COLUMNS)
-        self.run.update_status(epoch=epoch + 1, batch=self.steps_per_epoch)
+        # An epoch cut short (stop, NaN) ends here too: its progress says how far it got.
+        self.run.update_status(epoch=epoch + 1,
+                               batch=self.steps_per_epoch if self.stop_reason is None else self._batches_done)
 
     def _stop(self, reason: str) -> None:
         if self.stop_reason is None:

@@ -7,6 +7,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from pneumo.explain import familiarity
+from pneumo.runs import monitoring
 from pneumo.runs.store import RunStore
 from pneumo.training.augment import PRESETS
 from pneumo.training.callbacks import RunMonitor, TriangularCyclicLR
@@ -96,6 +97,8 @@ def test_monitor_stops_on_nan_and_on_the_stop_flag(tmp_path: Path) -> None:
     monitor.on_train_batch_end(1, {"loss": 0.4})
     assert monitor.stop_reason == "stopped by the user" and model.stop_training
     assert run.batches()["loss"].tolist() == [0.5, pytest.approx(0.3)]  # batch 2's own loss, from the mean 0.4
+    monitor.on_epoch_end(0, {"loss": 0.4})  # Keras ends the epoch cut short as if it were whole
+    assert run.status()["batch"] == 2 and monitoring.progress(run).epoch_fraction == pytest.approx(0.25)
     nan_monitor = RunMonitor(run, phase=1, steps_per_epoch=4, total_epochs=2)
     nan_monitor.set_model(model)
     nan_monitor.on_epoch_begin(0)
