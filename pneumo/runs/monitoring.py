@@ -103,18 +103,18 @@ def summary(run: Run) -> dict:
     model_problem = run.model_problem
     best = best_epoch(history)
     best_row = history[history["epoch"] == best].iloc[0] if best is not None else None
-    return {
+    return {  # what a class looks for first comes first: a projector shows only the left of the table
         "run": run.id,
         "name": run.name,
+        "status": "damaged" if model_problem else status["state"],
+        "best val AUC": round(float(best_row["val_auc"]), 4) if best_row is not None else None,
+        "epochs": f"{len(history)}/{config.total_epochs}",
         "owner": owner_name(run.owner),
         "data set": short_name(config.dataset),
         "model": "ResNet50" if config.model == "resnet50" else "CNN",
         "augmentation": preset_name(config.augmentation),
         "unfreeze": config.unfreeze if config.model == "resnet50" else None,
         "image size": config.image_size,
-        "epochs": f"{len(history)}/{config.total_epochs}",
-        "status": "damaged" if model_problem else status["state"],
-        "best val AUC": round(float(best_row["val_auc"]), 4) if best_row is not None else None,
         "val accuracy": round(float(best_row["val_accuracy"]), 4) if best_row is not None else None,
         "duration": duration(progress(run).elapsed) if status.get("started") else "",
         "device": status.get("device", ""),
