@@ -199,7 +199,7 @@ def _csv_picker() -> str:
         header = labelled.csv_columns(Path(path).expanduser())
     except (Forbidden, DatasetError) as exc:
         st.error(plain(str(exc)))
-        return path
+        return ""  # no data set: the path must not be read as something else (a folder)
     guess = labelled.guess_columns(header)
     columns = {}
     for role, label in CSV_ROLES.items():
@@ -287,7 +287,9 @@ def load_image_set(choice: DatasetChoice) -> ImageSet:
     Stops the page with a clear message when the data set cannot be used.
     """
     if not choice.spec:
-        st.info("Enter the path of a folder in the Kaggle layout in the sidebar.")
+        wanted = ("a CSV file naming each image and its label" if st.session_state.get("ds_kind") == "CSV" else
+                  "a folder in the Kaggle or RSNA layout")
+        st.info(f"Enter the path of {wanted} in the sidebar.")
         st.stop()
     try:
         policy().check_dataset(choice.spec)

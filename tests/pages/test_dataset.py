@@ -219,6 +219,13 @@ def test_a_labelled_csv_is_picked_with_guessed_columns(tmp_path: Path) -> None:
     assert at.metric[0].value == "20" and at.metric[2].value == "40.0%"
 
 
+def test_a_folder_given_as_the_csv_is_not_read_as_a_folder(tmp_path: Path) -> None:
+    root = _kaggle_tree(tmp_path / "kaggle")
+    at = page_app("dataset", ds_kind="CSV", ds_csv=str(root)).run()
+    assert not at.exception and "cannot be read as a CSV" in at.sidebar.error[0].value
+    assert not at.metric and not at.main.error and "CSV file" in at.main.info[0].value
+
+
 def test_class_mode_keeps_folders_and_csvs_to_the_data_roots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PNEUMO_TEACHER_PASSCODE", "pw")
     monkeypatch.setenv("PNEUMO_DATA_ROOTS", str(tmp_path / "offered"))
