@@ -18,7 +18,7 @@ if image_set.records.empty:
     st.error("No readable images in this data set.")
     st.stop()
 
-split = dataset.split_picker(image_set.records, choice)
+split = dataset.split_picker(image_set, choice)
 dataset.headline(image_set)
 
 sections = {

@@ -177,6 +177,10 @@ def dataset_picker() -> DatasetChoice:
                                 help="Use this when the download is not possible (offline); it is read at its own "
                                      "size, then decoded at the working image size.")
             spec = npz.strip() or f"pneumoniamnist:{st.session_state.ds_mnist_size}"
+            if npz.strip() and not npz.strip().lower().endswith(".npz"):
+                st.error(f"{plain(Path(npz.strip()).name)} is not a .npz file: PneumoniaMNIST comes as "
+                         "pneumoniamnist.npz (or pneumoniamnist_128.npz …).")
+                spec = ""
         else:
             spec = "synthetic"
         size = st.selectbox("Working image size (px)", WORKING_SIZES, key="ds_size",
@@ -287,8 +291,8 @@ def load_image_set(choice: DatasetChoice) -> ImageSet:
     Stops the page with a clear message when the data set cannot be used.
     """
     if not choice.spec:
-        wanted = ("a CSV file naming each image and its label" if st.session_state.get("ds_kind") == "CSV" else
-                  "a folder in the Kaggle or RSNA layout")
+        wanted = {"CSV": "a CSV file naming each image and its label", "PneumoniaMNIST": "a PneumoniaMNIST .npz file"
+                  }.get(st.session_state.get("ds_kind"), "a folder in the Kaggle or RSNA layout")
         st.info(f"Enter the path of {wanted} in the sidebar.")
         st.stop()
     try:

@@ -44,12 +44,15 @@ def overview(image_set: ImageSet) -> None:
                 st.write("Not images (ignored):", ", ".join(image_set.ignored[:50]))
 
 
-def split_picker(records: pd.DataFrame, choice: DatasetChoice) -> pd.Series:
-    """The split each image is in: the official one, or the working one training uses."""
-    view = st.radio("Split", ["Official", f"Working (val = {choice.val_fraction:.0%} of train, patient-grouped)"],
+def split_picker(image_set: ImageSet, choice: DatasetChoice) -> pd.Series:
+    """The split each image is in: the data set's own (official, or assigned when it has none: its
+    ``split_note`` says how), or the working one training uses."""
+    own = "Assigned (no official split)" if image_set.split_note else "Official"
+    view = st.radio("Split", [own, f"Working (val = {choice.val_fraction:.0%} of train, patient-grouped)"],
                     horizontal=True,
                     help="Training and evaluation use the working split; the official Kaggle val split has 16 images.")
-    return records["split"] if view == "Official" else splits.assign_splits(records, choice.val_fraction, choice.seed)
+    records = image_set.records
+    return records["split"] if view == own else splits.assign_splits(records, choice.val_fraction, choice.seed)
 
 
 def headline(image_set: ImageSet) -> None:

@@ -167,6 +167,9 @@ class FolderSource(Source):
         return self.root
 
     def resolve_root(self) -> Path:
+        if self.root.is_file():
+            raise DatasetError(f"{self.root} is a file, not a folder: give the folder holding train/ val/ test/ "
+                               "(or a .npz or .csv file by its own source in the sidebar)")
         if not self.root.is_dir():
             raise DatasetError(f"Folder not found: {self.root}")
         root = self.root

@@ -226,6 +226,15 @@ def test_a_folder_given_as_the_csv_is_not_read_as_a_folder(tmp_path: Path) -> No
     assert not at.metric and not at.main.error and "CSV file" in at.main.info[0].value
 
 
+def test_a_file_where_a_folder_or_an_npz_is_asked_says_so(tmp_path: Path) -> None:
+    (tmp_path / "film.png").write_bytes(b"not a folder")
+    at = page_app("dataset", ds_kind="Folder", ds_folder=str(tmp_path / "film.png")).run()
+    assert not at.exception and "is a file, not a folder" in at.main.error[0].value
+    at = page_app("dataset", ds_kind="PneumoniaMNIST", ds_npz=str(tmp_path / "film.png")).run()
+    assert not at.exception and "is not a .npz file" in at.sidebar.error[0].value
+    assert not at.main.error and ".npz" in at.main.info[0].value
+
+
 def test_class_mode_keeps_folders_and_csvs_to_the_data_roots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PNEUMO_TEACHER_PASSCODE", "pw")
     monkeypatch.setenv("PNEUMO_DATA_ROOTS", str(tmp_path / "offered"))
