@@ -80,14 +80,15 @@ def choose_threshold(run: Run, rule: ThresholdRule, split: str) -> float:
     """The slider (manual) or the strategy's threshold, said in words; remembered for Predict."""
     if rule.strategy == "manual":
         threshold = st.slider("Decision threshold (probability of pneumonia)", 0.0, 1.0,
-                              float(_starting_threshold(run)), 0.01, key=f"ev_thr_{run.id}")
+                              round(_starting_threshold(run), 2), 0.01, key=f"ev_thr_{run.id}")
     else:
         threshold = threshold_for(run, rule)
         st.markdown(f"Threshold **{threshold:.3f}**, chosen by *{rule.strategy}* on the validation split and applied "
                     f"to {split}.")
     user, saved = current_user(), run.threshold()
-    if threshold == (saved["value"] if saved else DEFAULT_THRESHOLD) and run.id not in _remembered():
-        return threshold  # only looked at: nothing was chosen, nothing is saved
+    in_effect = saved["value"] if saved else DEFAULT_THRESHOLD
+    if run.id not in _remembered() and threshold in (in_effect, round(in_effect, 2)):
+        return in_effect  # only looked at (the slider shows it to 0.01): nothing is chosen or saved
     _remembered()[run.id] = threshold
     if user is not None and user.may_manage(run.owner) and (saved is None or saved["value"] != threshold):
         try:
