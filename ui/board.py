@@ -22,8 +22,8 @@ from ui.evaluate import predictions
 from ui.identity import current_user
 
 # The board's columns, the ones a class reads first on the left (a projector shows only those).
-COLUMNS = ("rank", "", "run", "AUC", "AUC spread", "sensitivity", "specificity", "accuracy", "threshold",
-           "why apart", "data set", "model", "image size", "epochs", "augmentation", "unfreeze", "owner",
+COLUMNS = ("rank", "", "run", "why apart", "AUC", "AUC spread", "sensitivity", "specificity", "accuracy", "threshold",
+           "data set", "model", "image size", "epochs", "augmentation", "unfreeze", "owner",
            "duration", "device", "runs", "seeds", "test films")
 WHOLE_NUMBERS = ("runs", "image size", "unfreeze", "test films")
 
@@ -68,7 +68,8 @@ def apart(frame: pd.DataFrame) -> None:
     st.subheader("Not comparable")
     st.caption("Scored on other films than the official Kermany test split, so their AUC says nothing about the "
                "ranking above: compare them only with runs on the same data set.")
-    st.dataframe(_swatches(frame.rename(columns={"reason": "why apart"})), hide_index=True, width="stretch")
+    st.dataframe(_swatches(frame.rename(columns={"reason": "why apart"})), hide_index=True, width="stretch",
+                 column_config={"why apart": st.column_config.TextColumn(width="large")})  # the point of this table
 
 
 def repeat_seeds(runs: list[Run]) -> None:
