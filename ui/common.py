@@ -41,9 +41,12 @@ IMPORT_TENSORFLOW_AFTER_S = 4.0
 # when the screen is narrower: a projector at 1024x768 shows one chart per line, readable, where
 # fixed columns squeezed three into 180 px each; a 1920 screen still shows three in a row.
 MIN_PLACE_PX = 400
+MIN_PICTURE_PX = 300  # pictures (saliency maps) need no axes: two fit beside each other at 1024x768
 _STYLE = f"""<style>
 [class*="st-key-side_by_side_"] > div {{
   flex: 1 1 {MIN_PLACE_PX}px !important; min-width: min({MIN_PLACE_PX}px, 100%); }}
+[class*="st-key-side_by_side_pictures_"] > div {{
+  flex: 1 1 {MIN_PICTURE_PX}px !important; min-width: min({MIN_PICTURE_PX}px, 100%); }}
 @media (max-width: 1100px) {{ [data-testid="stMainBlockContainer"] {{ padding-left: 1.5rem; padding-right: 1.5rem; }} }}
 </style>"""
 
@@ -102,9 +105,10 @@ def kept(key: str, start: T, draw: Callable[[], T]) -> T:
     return value
 
 
-def side_by_side(key: str, count: int) -> list:
-    """``count`` places in a row, each at least ``MIN_PLACE_PX`` wide, wrapping on a narrow screen."""
-    row = st.container(horizontal=True, key=f"side_by_side_{key}", gap="medium")
+def side_by_side(key: str, count: int, pictures: bool = False) -> list:
+    """``count`` places in a row, each at least ``MIN_PLACE_PX`` wide (``MIN_PICTURE_PX`` for
+    pictures), wrapping on a narrow screen."""
+    row = st.container(horizontal=True, key=f"side_by_side_{'pictures_' * pictures}{key}", gap="medium")
     return [row.container() for _ in range(count)]
 
 

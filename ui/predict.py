@@ -44,6 +44,7 @@ from ui.common import (
     plain,
     run_image_set,
     run_labels,
+    side_by_side,
     synthetic_banner,
 )
 
@@ -331,7 +332,9 @@ def saliency_maps(choice: ModelChoice, film: Radiograph, probability: float) -> 
         return
     seen, lesion = predictor.as_seen(film.pixels), _lesion(predictor, film)
     film_key = _film_key(film)
-    columns = st.columns(max(len(methods), 3))  # one map need not fill the page
+    # Side by side as room allows (four fixed columns left each map 140 px wide at 1024 px); at
+    # least two places, so one map need not fill the page.
+    columns = side_by_side("saliency", max(len(methods), 2), pictures=True)
     shown = {}
     for method, column in zip(methods, columns, strict=False):
         with column, st.spinner(f"{method}…"):
