@@ -54,7 +54,7 @@ def test_unusable_folders_say_why(tmp_path: Path, layout: str) -> None:
         (path / "train" / "NORMAL").mkdir(parents=True)
     elif layout == "file":
         path.write_text("a file")
-    with pytest.raises(DatasetError, match=r"not found|No images"):
+    with pytest.raises(DatasetError, match=r"not found|No images|is a file, not a folder"):
         cache.load(parse_spec(str(path)), 16)
 
 
