@@ -37,7 +37,9 @@ def test_a_runs_tables_are_parsed_once_per_version_of_their_file(tmp_path: Path,
     append_row(run.file("history.csv"), {"epoch": 1, "loss": 0.5}, ["epoch", "loss"])
     assert run.history()["loss"].tolist() == run.history()["loss"].tolist() == [0.5]
     assert parsed == ["history.csv"]
-    run.history().loc[0, "loss"] = 9.0  # a caller changing its copy changes nobody else's
+    changed = run.history()
+    changed.loc[0, "loss"] = 9.0  # a caller changing its copy changes nobody else's
+    assert run.history()["loss"].tolist() == [0.5] and parsed == ["history.csv"]
     append_row(run.file("history.csv"), {"epoch": 2, "loss": 0.25}, ["epoch", "loss"])
     assert run.history()["loss"].tolist() == [0.5, 0.25] and parsed == ["history.csv"] * 2
     replaced = run.file("history.csv").with_suffix(".new")
