@@ -131,7 +131,8 @@ def test_the_train_form_keeps_what_was_typed_and_a_preset_starts_it_again(browse
     name = page.get_by_role("textbox", name="Run name (optional)")
     name.fill("my careful run")
     name.press("Enter")
-    page.get_by_text("Watch", exact=True).click()  # at once: the run the Enter started may be cut short
+    settle(page, "Start training")
+    page.get_by_text("Watch", exact=True).click()
     expect(page.get_by_role("button", name="Start training")).to_have_count(0)
     page.get_by_role("link", name="Dataset").click()
     settle(page, "Images per split and class")

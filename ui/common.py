@@ -92,24 +92,17 @@ def _import_tensorflow() -> None:
     device.gpus()
 
 
-def kept(key: str, start: T, draw: Callable[..., T], on_change: Callable[[], None] | None = None) -> T:
+def kept(key: str, start: T, draw: Callable[[], T]) -> T:
     """Draws the widget keyed ``key`` (``draw`` makes it, with that key and no starting value), so
     that its value outlives the runs that do not draw it. Streamlit forgets a widget's value in any
     run that skips it (another page, another view, an upload with no file yet), and a keyed widget
     ignores a new default; so the widget starts through session state, which also sets the browser's
-    copy: from its value when last changed (kept as ``<key>_kept``), else from ``start``. Deleting
-    both keys starts it from ``start`` again. ``on_change`` runs after the value is kept."""
+    copy: from its value when last drawn (kept as ``<key>_kept``), else from ``start``. Deleting
+    both keys starts it from ``start`` again."""
     if key not in st.session_state:
         st.session_state[key] = st.session_state.get(f"{key}_kept", start)
-    return draw(on_change=_keep, args=(key, on_change))
-
-
-def _keep(key: str, then: Callable[[], None] | None) -> None:
-    """A widget's change, kept. Streamlit calls this before the run that follows the change, even a
-    run that will not draw the widget (a click on another view cut the run the change started)."""
-    st.session_state[f"{key}_kept"] = st.session_state[key]
-    if then is not None:
-        then()
+    st.session_state[f"{key}_kept"] = value = draw()
+    return value
 
 
 def side_by_side(key: str, count: int, pictures: bool = False) -> list:

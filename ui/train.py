@@ -87,8 +87,7 @@ def _input(name: str, default: TrainConfig, key: str = "", suffix: str = "") -> 
 def _forget_form() -> None:
     """A new preset: the form's fields start again from its settings (``kept``: their state and
     kept values are dropped, so each is set anew, in the browser too)."""
-    spared = {"tr_model", "tr_preset", "tr_model_kept", "tr_preset_kept"}
-    for key in [k for k in st.session_state if str(k).startswith("tr_") and k not in spared]:
+    for key in [k for k in st.session_state if str(k).startswith("tr_") and k not in ("tr_model", "tr_preset")]:
         del st.session_state[key]
 
 
@@ -102,7 +101,7 @@ def new_run(choice: DatasetChoice, image_set: ImageSet) -> None:
     if model == "cnn":
         preset = kept("tr_preset", "recommended", partial(
             st.segmented_control, "Start from", list(RUN_PRESETS), key="tr_preset", format_func=PRESET_NAMES.get,
-            help=PRESET_HELP), on_change=_forget_form) or "recommended"
+            on_change=_forget_form, help=PRESET_HELP)) or "recommended"
     default = TrainConfig.for_model(model, preset)
     left, right = st.columns(2)
     with left:

@@ -171,17 +171,3 @@ def test_the_demo_preset_sets_the_form_and_recommended_sets_it_back() -> None:
     at.segmented_control(key="tr_preset").set_value("recommended").run()
     assert at.number_input(key="tr_epochs_cnn").value == TrainConfig().epochs
     assert at.radio(key="tr_lr_schedule").value == TrainConfig().lr_schedule
-
-
-def test_a_change_sent_with_a_click_on_another_view_is_kept() -> None:
-    """Typed, then Watch clicked before the run the typing started could draw the form again: both
-    arrive in one run that does not draw the field. The value is kept all the same."""
-    at = _train_page()
-    at.text_input(key="tr_name").set_value("my careful run")
-    at.number_input(key="tr_epochs_cnn").set_value(5)
-    at.session_state["train_view"] = "Watch"
-    at.run()
-    assert not at.exception and not at.text_input
-    at.session_state["train_view"] = "New run"
-    at.run()
-    assert at.text_input(key="tr_name").value == "my careful run" and at.number_input(key="tr_epochs_cnn").value == 5
