@@ -92,17 +92,29 @@ def _import_tensorflow() -> None:
     device.gpus()
 
 
-def kept(key: str, start: T, draw: Callable[[], T]) -> T:
+def kept(key: str, start: T, draw: Callable[..., T], on_change: Callable[[], None] | None = None) -> T:
     """Draws the widget keyed ``key`` (``draw`` makes it, with that key and no starting value), so
     that its value outlives the runs that do not draw it. Streamlit forgets a widget's value in any
     run that skips it (another page, another view, an upload with no file yet), and a keyed widget
     ignores a new default; so the widget starts through session state, which also sets the browser's
-    copy: from its value when last drawn (kept as ``<key>_kept``), else from ``start``. Deleting
-    both keys starts it from ``start`` again."""
+    copy: from its value when last drawn or changed (kept as ``<key>_kept``), else from ``start``.
+    Deleting both keys starts it from ``start`` again. ``on_change`` runs after a change is kept."""
     if key not in st.session_state:
         st.session_state[key] = st.session_state.get(f"{key}_kept", start)
-    st.session_state[f"{key}_kept"] = value = draw()
+    st.session_state[f"{key}_kept"] = value = draw(on_change=_keep, args=(key, on_change))
     return value
+
+
+def _keep(key: str, then: Callable[[], None] | None) -> None:
+    """A widget's change, kept at once: Streamlit calls this before the run that follows the change,
+    even a run that will not draw the widget (a click on another view cut short the run the change
+    started, and the change arrives with the click). A widget left on screen from a view no longer
+    drawn can report a "change" after Streamlit forgot it: nothing to keep then."""
+    if key not in st.session_state:
+        return
+    st.session_state[f"{key}_kept"] = st.session_state[key]
+    if then is not None:
+        then()
 
 
 def side_by_side(key: str, count: int, pictures: bool = False) -> list:
@@ -308,6 +320,8 @@ def load_image_set(choice: DatasetChoice) -> ImageSet:
         return _cached_set(choice.spec, choice.size, key)
     except (DatasetError, Forbidden) as exc:
         st.error(plain(str(exc)))
+        if link := getattr(exc, "link", None):  # plain() keeps addresses from being links: this one is whole
+            st.code(link, language=None, wrap_lines=True)
         st.stop()
 
 

@@ -185,8 +185,9 @@ def gallery(image_set: ImageSet, split: pd.Series) -> None:
                                    cls=None if pick_class == "any" else pick_class,
                                    subtype=None if pick_subtype == "any" else pick_subtype)
     st.caption(f"{len(shown)} of {matching:,} matching images")
-    cols = st.columns(GALLERY_COLUMNS)
     for n, i in enumerate(shown):
+        if n % GALLERY_COLUMNS == 0:  # a row of its own: captions of different lengths do not shift the next
+            cols = st.columns(GALLERY_COLUMNS)
         row = records.iloc[i]
         picture = np.asarray(image_set.images[i])
         if image_set.masks is not None and np.asarray(image_set.masks[i]).any():  # a known lesion, outlined

@@ -26,6 +26,7 @@ from ui.common import DatasetChoice, kept, plain, policy, run_labels, run_picker
 from ui.identity import current_user
 
 POLL_SECONDS = 2.0
+PREVIEW_DRAWS, PREVIEW_COLUMNS, PREVIEW_PX = 8, 4, 110  # two full rows, 440 px: fits a projector's page
 MODEL_NAMES = {"cnn": "Custom CNN", "resnet50": "ResNet50 transfer learning"}
 PRESET_NAMES = {"recommended": "Recommended", "demo": "Demo (quick, for a lesson)"}
 PRESET_HELP = ("Recommended: the best test AUC this CNN reaches in about a seed-epoch. Demo: a smaller, shorter run "
@@ -87,7 +88,8 @@ def _input(name: str, default: TrainConfig, key: str = "", suffix: str = "") -> 
 def _forget_form() -> None:
     """A new preset: the form's fields start again from its settings (``kept``: their state and
     kept values are dropped, so each is set anew, in the browser too)."""
-    for key in [k for k in st.session_state if str(k).startswith("tr_") and k not in ("tr_model", "tr_preset")]:
+    spared = {"tr_model", "tr_preset", "tr_model_kept", "tr_preset_kept"}
+    for key in [k for k in st.session_state if str(k).startswith("tr_") and k not in spared]:
         del st.session_state[key]
 
 
@@ -101,7 +103,7 @@ def new_run(choice: DatasetChoice, image_set: ImageSet) -> None:
     if model == "cnn":
         preset = kept("tr_preset", "recommended", partial(
             st.segmented_control, "Start from", list(RUN_PRESETS), key="tr_preset", format_func=PRESET_NAMES.get,
-            on_change=_forget_form, help=PRESET_HELP)) or "recommended"
+            help=PRESET_HELP), on_change=_forget_form) or "recommended"
     default = TrainConfig.for_model(model, preset)
     left, right = st.columns(2)
     with left:
@@ -190,12 +192,25 @@ def _augmentation_controls(image_set: ImageSet, default: Augmentation) -> Augmen
     train = np.flatnonzero((image_set.records["split"] == "train").to_numpy())
     if len(train) and augmentation.active:
         seed = st.session_state.get("tr_preview_seed", 0)
-        pictures = preview(np.asarray(image_set.images[train[seed % len(train)]]), augmentation, 8, seed)
-        st.image(list(pictures), width=96, caption=[f"draw {i + 1}" for i in range(len(pictures))])
+        pictures = preview(np.asarray(image_set.images[train[seed % len(train)]]), augmentation, PREVIEW_DRAWS, seed)
+        st.image(_grid(pictures, PREVIEW_COLUMNS), width=PREVIEW_COLUMNS * PREVIEW_PX,
+                 caption=f"{PREVIEW_DRAWS} draws of this augmentation on one training film, as training makes them")
         if st.button("Another image", icon=":material/refresh:"):
             st.session_state["tr_preview_seed"] = seed + 1
             st.rerun()
     return augmentation
+
+
+def _grid(pictures: np.ndarray, columns: int, gap: int = 4) -> np.ndarray:
+    """Equal uint8 pictures as one, in rows of ``columns`` with white gaps: the same full rows on a
+    projector and a wide screen (separate pictures wrap wherever the width runs out)."""
+    rows = -(-len(pictures) // columns)
+    height, width = pictures.shape[1:3]
+    grid = np.full((rows * (height + gap) - gap, columns * (width + gap) - gap), 255, np.uint8)
+    for i, picture in enumerate(pictures):
+        top, left = (i // columns) * (height + gap), (i % columns) * (width + gap)
+        grid[top:top + height, left:left + width] = picture
+    return grid
 
 
 def _start_panel(config: TrainConfig) -> None:

@@ -13,6 +13,7 @@ from PIL import Image, ImageOps
 
 # A chest film is at most a few thousand pixels a side; anything far bigger is a bomb.
 Image.MAX_IMAGE_PIXELS = 60_000_000
+EMPTY = "the file is empty (0 bytes)"  # said as such: a decoder calls it "not an image"
 
 
 class ImageDecodeError(ValueError):
@@ -30,6 +31,8 @@ def decode_gray(data: bytes, size: int) -> np.ndarray:
     JPEG ``draft`` lets libjpeg decode at a reduced scale (1/2, 1/4, 1/8), which is several
     times faster for large films than decoding full size and shrinking afterwards.
     """
+    if not data:
+        raise ImageDecodeError(EMPTY)
     try:
         with Image.open(io.BytesIO(data)) as img:
             img.draft("L", (size, size))

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, ImageOps
 
-from pneumo.data.imaging import ImageDecodeError, decode_reason, to_gray
+from pneumo.data.imaging import EMPTY, ImageDecodeError, decode_reason, to_gray
 
 if TYPE_CHECKING:
     import pydicom
@@ -55,7 +55,7 @@ class Radiograph:
 def read(data: bytes, name: str = "") -> Radiograph:
     """Decode an upload by its content (not its name); ImageDecodeError says why it cannot be."""
     if not data:
-        raise ImageDecodeError("the file is empty (0 bytes)")
+        raise ImageDecodeError(EMPTY)
     if len(data) > MAX_BYTES:
         raise ImageDecodeError(f"the file is {len(data) / 2**20:.0f} MB; the limit is {MAX_BYTES // 2**20} MB")
     kind = sniff(data)

@@ -32,7 +32,12 @@ ProgressCallback = Callable[[int, int], None]  # (images done, images in all)
 
 
 class DatasetError(ValueError):
-    """A data set that cannot be used at all; the message is meant for the user."""
+    """A data set that cannot be used at all; the message is meant for the user, and ``link`` is an
+    address it names that the user needs whole (to copy or open)."""
+
+    def __init__(self, message: str, link: str | None = None) -> None:
+        super().__init__(message)
+        self.link = link
 
 
 @dataclass
@@ -318,7 +323,7 @@ class NpzSource(Source):
             try:
                 return mnist.fetch(self.mnist_size or 28)
             except mnist.DownloadError as exc:
-                raise DatasetError(str(exc)) from exc
+                raise DatasetError(str(exc), link=mnist.url(self.mnist_size or 28)) from exc
         if not self.path.is_file():
             raise DatasetError(f"File not found: {self.path}")
         return self.path

@@ -59,15 +59,16 @@ def common_size(records: pd.DataFrame) -> tuple[int, int] | None:
 
 def sample(records: pd.DataFrame, split: pd.Series, in_split: str, n: int, seed: int = 0,
            cls: str | None = None, subtype: str | None = None) -> tuple[np.ndarray, int]:
-    """Up to ``n`` random rows (in order) of the split ``in_split``, of class ``cls`` and subtype
-    ``subtype`` (None: any), and how many rows match."""
+    """Up to ``n`` random rows of the split ``in_split``, of class ``cls`` and subtype ``subtype``
+    (None: any), in random order (rows are stored class by class: in order, "any" would show all
+    the normal films first), and how many rows match."""
     mask = (split == in_split).to_numpy()
     for column, value in (("cls", cls), ("subtype", subtype)):
         if value is not None:
             mask = mask & (records[column] == value).to_numpy()
     idx = np.flatnonzero(mask)
     rng = np.random.default_rng(seed)
-    return (np.sort(rng.choice(idx, min(n, len(idx)), replace=False)) if len(idx) else idx), len(idx)
+    return (rng.choice(idx, min(n, len(idx)), replace=False) if len(idx) else idx), len(idx)
 
 
 def examples(records: pd.DataFrame, per_class: int = 4) -> pd.DataFrame:

@@ -10,13 +10,14 @@ from tests.conftest import SHARED_DATA, image_bytes, make_tree
 
 
 def _odd_tree(root: Path) -> Path:
-    """Upper/lower case folders, png and jpg, a missing val split, a corrupt and a text file."""
+    """Upper/lower case folders, png and jpg, a missing val split, a corrupt, an empty and a text file."""
     make_tree(root, {
         "TRAIN": {"normal": ["IM-0001-0001.jpeg", "IM-0001-0002.png"],
                   "Pneumonia": ["person3_bacteria_10.jpg", "person4_virus_11.JPEG"]},
         "test": {"NORMAL": ["IM-0100-0001.jpeg"], "PNEUMONIA": ["person9_virus_20.png"]},
     })
     (root / "TRAIN" / "normal" / "IM-0002-0001.jpeg").write_bytes(image_bytes()[:150])  # truncated
+    (root / "test" / "PNEUMONIA" / "person9_virus_21.jpeg").write_bytes(b"")  # an interrupted copy
     (root / "test" / "NORMAL" / "notes.txt").write_text("not an image")
     (root / "test" / "NORMAL" / ".DS_Store").write_bytes(b"\0")
     return root
@@ -30,8 +31,10 @@ def test_folder_with_odd_cases(tmp_path: Path) -> None:
         "IM-0100-0001.jpeg", "person9_virus_20.png"])
     assert image_set.images.shape == (6, 32, 32)
     assert image_set.missing_splits == ["val"]
-    assert [f for f, _ in image_set.skipped] == ["TRAIN/normal/IM-0002-0001.jpeg"]
-    assert "truncated" in image_set.skipped[0][1]
+    skipped = dict(image_set.skipped)
+    assert list(skipped) == ["TRAIN/normal/IM-0002-0001.jpeg", "test/PNEUMONIA/person9_virus_21.jpeg"]
+    assert "truncated" in skipped["TRAIN/normal/IM-0002-0001.jpeg"]
+    assert skipped["test/PNEUMONIA/person9_virus_21.jpeg"] == "the file is empty (0 bytes)"
     assert image_set.ignored == ["test/NORMAL/notes.txt"]
     by_name = r.set_index(r["id"].str.split("/").str[-1])
     assert by_name.loc["person4_virus_11.JPEG", ["split", "label", "cls", "patient", "subtype"]].tolist() == [

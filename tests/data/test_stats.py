@@ -30,7 +30,9 @@ def test_common_size_and_gallery_sample() -> None:
     assert stats.common_size(r) == (40, 30)
     assert stats.common_size(r.assign(width=[40] * 5 + [41])) is None
     shown, matching = stats.sample(r, r["split"], "train", 2, cls="PNEUMONIA")
-    assert matching == 3 and len(shown) == 2 and set(shown) <= {1, 2, 3} and list(shown) == sorted(shown)
+    assert matching == 3 and len(shown) == 2 and set(shown) <= {1, 2, 3}
+    shown, matching = stats.sample(r, r["split"], "train", 4, seed=0)
+    assert sorted(shown) == [0, 1, 2, 3] and list(shown) != [0, 1, 2, 3]  # shuffled: not the stored class order
     shown, matching = stats.sample(r, r["split"], "test", 24, subtype="virus")
     assert matching == 1 and shown.tolist() == [5]
     assert stats.sample(r, r["split"], "val", 24)[1] == 0

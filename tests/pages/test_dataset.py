@@ -106,6 +106,7 @@ def test_offline_pneumoniamnist_message(monkeypatch: pytest.MonkeyPatch) -> None
     at = _page(ds_kind="PneumoniaMNIST", ds_mnist_size=28, ds_size=64).run()
     assert not at.exception
     assert "Could not download PneumoniaMNIST" in at.error[0].value
+    assert at.code[0].value == "http://127.0.0.1:9/x.npz"  # whole, to copy (the message's copy is broken up)
 
 
 def test_switching_split_view_and_gallery_filters() -> None:

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -171,3 +172,27 @@ def test_the_demo_preset_sets_the_form_and_recommended_sets_it_back() -> None:
     at.segmented_control(key="tr_preset").set_value("recommended").run()
     assert at.number_input(key="tr_epochs_cnn").value == TrainConfig().epochs
     assert at.radio(key="tr_lr_schedule").value == TrainConfig().lr_schedule
+
+
+def test_a_change_sent_with_a_click_on_another_view_is_kept() -> None:
+    """Typed, then Watch clicked before the run the typing started could draw the form again: both
+    arrive in one run that does not draw the field. The value is kept all the same."""
+    at = _train_page()
+    at.text_input(key="tr_name").set_value("my careful run")
+    at.number_input(key="tr_epochs_cnn").set_value(5)
+    at.session_state["train_view"] = "Watch"
+    at.run()
+    assert not at.exception and not at.text_input
+    at.session_state["train_view"] = "New run"
+    at.run()
+    assert at.text_input(key="tr_name").value == "my careful run" and at.number_input(key="tr_epochs_cnn").value == 5
+
+
+def test_the_augmentation_draws_are_laid_out_in_full_rows() -> None:
+    from ui.train import _grid
+
+    pictures = np.arange(8 * 5 * 3, dtype=np.uint8).reshape(8, 5, 3)
+    grid = _grid(pictures, columns=4, gap=2)
+    assert grid.shape == (2 * 5 + 2, 4 * 3 + 3 * 2)
+    assert (grid[5:7] == 255).all() and (grid[:, 3:5] == 255).all()  # the gaps
+    assert (grid[7:, 15:] == pictures[7]).all()  # the last draw closes the second row
