@@ -51,7 +51,7 @@ def test_rgba_transparent_becomes_black() -> None:
     [
         (b"hello, not an image", "not an image"),
         (image_bytes()[:200], "truncated"),
-        (b"", "empty (0 bytes)"),
+        (b"", r"empty \(0 bytes\)"),
     ],
 )
 def test_bad_bytes_raise_a_readable_error(data: bytes, reason: str) -> None:
