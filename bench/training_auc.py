@@ -1,7 +1,7 @@
 """Bench: what a training set-up reaches on the real Kermany test split, and how long it takes,
 in seed-epochs.
 
-    python bench/training_auc.py [FOLDER] [--seeds 0 1 2] [extra `python -m pneumo train` options]
+    python bench/training_auc.py [FOLDER] [--seeds 0 1 2] [extra `python -m pneumo train` options, as --option=value]
 
 Measures the seed-style set-up's speed on this machine (``training_speed.seed_epoch``: one
 seed-epoch is the time it takes for one pass over the 5,216 train films) before and after the

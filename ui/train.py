@@ -399,10 +399,13 @@ def runs_table() -> None:
     table = pd.DataFrame([monitoring.summary(r) for r in runs])
     colors = charts.run_colors({r.id: r.number for r in runs})
     table.insert(0, "", "●")
+    problems = table.pop("problem").fillna("")
+    if problems.any():  # why a run is damaged or failed, next to its status: on screen on a projector
+        table.insert(table.columns.get_loc("status") + 1, "problem", problems)
     solo = policy().mode == Mode.SOLO
     shown = table.drop(columns=["run", "owner"] if solo else ["run"])
-    st.dataframe(shown.style.apply(lambda _: [f"color: {colors[i]}" for i in table["run"]], subset=[""]),
-                 hide_index=True, width="stretch")
+    st.dataframe(shown.style.apply(lambda _: [f"color: {colors[i]}" for i in table["run"]], subset=[""])
+                 .format(precision=3, na_rep=""), hide_index=True, width="stretch")
     usable = [r for r in runs if r.damage is None]
     names = run_labels(usable)
 

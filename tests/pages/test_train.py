@@ -156,6 +156,7 @@ def test_runs_table_lists_runs_and_damaged_ones(trained_run: Path, monkeypatch: 
     table = at.dataframe[0].value
     assert set(table["status"]) == {"finished", "damaged"}
     assert "config.json is unreadable" in " ".join(table["problem"].astype(str))
+    assert list(table.columns).index("problem") == list(table.columns).index("status") + 1  # on a projector too
     assert table.loc[table["status"] == "finished", "name"].item() == "tiny CNN"
 
 
