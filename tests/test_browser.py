@@ -218,6 +218,15 @@ def test_full_journey(browser_page, app_url: str) -> None:
     assert overlay.count() == 1
     expect(overlay.locator("img")).to_have_js_property("naturalWidth", 64)  # waits while the new image loads
     _shot(page, "09-predict-upload")
+    # The saliency controls were gone while no film was uploaded (a run ended by st.stop()): the browser
+    # shows the values the server uses, so touching one control leaves the others as they were.
+    opacity = page.get_by_test_id("stMainBlockContainer").get_by_test_id("stSliderThumbValue")
+    expect(opacity).to_have_text("0.50")
+    page.get_by_role("combobox", name="Colours").click()
+    page.get_by_role("option", name="Viridis").click()
+    settle(page, "Download overlay (PNG)")
+    expect(overlay).to_have_count(1)
+    expect(opacity).to_have_text("0.50")
 
 
 def test_two_sessions_start_runs_at_once_then_predict_at_once(browser, server: tuple[str, Path]) -> None:

@@ -96,11 +96,14 @@ def kept(key: str, start: T, draw: Callable[..., T], on_change: Callable[[], Non
     """Draws the widget keyed ``key`` (``draw`` makes it, with that key and no starting value), so
     that its value outlives the runs that do not draw it. Streamlit forgets a widget's value in any
     run that skips it (another page, another view, an upload with no file yet), and a keyed widget
-    ignores a new default; so the widget starts through session state, which also sets the browser's
-    copy: from its value when last drawn or changed (kept as ``<key>_kept``), else from ``start``.
-    Deleting both keys starts it from ``start`` again. ``on_change`` runs after a change is kept."""
-    if key not in st.session_state:
-        st.session_state[key] = st.session_state.get(f"{key}_kept", start)
+    ignores a new default; so the widget's value is set through session state, which also sets the
+    browser's copy: its value now, else its value when last drawn or changed (kept as
+    ``<key>_kept``), else ``start``. Set on every run, not only when missing: a run ended by
+    ``st.stop()`` keeps the server's value while the browser drops the widget and draws it anew at
+    its empty default. Deleting both keys starts it from ``start`` again. ``on_change`` runs after
+    a change is kept."""
+    st.session_state[key] = st.session_state[key] if key in st.session_state else st.session_state.get(
+        f"{key}_kept", start)
     st.session_state[f"{key}_kept"] = value = draw(on_change=_keep, args=(key, on_change))
     return value
 
