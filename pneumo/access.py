@@ -67,6 +67,9 @@ def owner_name(owner: str | None) -> str:
     return User(owner).name if owner else "nobody (an older run)"
 
 
+TEACHER_NAME = "teacher"  # a teacher who types no name runs under this one
+
+
 def class_user(name: str, teacher: bool = False) -> User:
     """A class-mode user from the name they typed (spaces collapsed); ValueError when unusable."""
     name = " ".join(name.split())
@@ -74,6 +77,8 @@ def class_user(name: str, teacher: bool = False) -> User:
         raise ValueError("Type a name first.")
     if len(name) > MAX_USER_NAME_CHARS or not name.isprintable():
         raise ValueError(f"A name is at most {MAX_USER_NAME_CHARS} printable characters.")
+    if name.casefold() == TEACHER_NAME and not teacher:  # else a student gets the teacher's unnamed runs
+        raise ValueError(f'"{TEACHER_NAME}" is kept for the teacher\'s own runs: type your own name.')
     return User(f"class:{name}", teacher)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pneumo.access import LOCAL, Forbidden, Mode, Policy, User, class_user, login_user
+from pneumo.access import LOCAL, TEACHER_NAME, Forbidden, Mode, Policy, User, class_user, login_user
 from pneumo.runs import jobs
 from pneumo.runs.store import RunState, RunStore
 from pneumo.training.config import TrainConfig
@@ -33,6 +33,14 @@ def test_names_are_trimmed_and_bounded() -> None:
     for bad in ("", "   ", "x" * 41, "bell\x07"):
         with pytest.raises(ValueError):
             class_user(bad)
+
+
+def test_a_student_cannot_take_the_name_the_teachers_unnamed_runs_have() -> None:
+    teacher = class_user(TEACHER_NAME, teacher=True)  # unlocked with the passcode, no name typed
+    for typed in ("teacher", " Teacher ", "TEACHER"):
+        with pytest.raises(ValueError, match="kept for the teacher"):
+            class_user(typed)
+    assert not class_user("teacher 2").may_manage(teacher.id)
 
 
 def _stopped(store: RunStore, owner: User, name: str = "") -> object:

@@ -11,7 +11,7 @@ import time
 
 import streamlit as st
 
-from pneumo.access import LOCAL, MAX_USER_NAME_CHARS, Mode, Policy, User, class_user, login_user
+from pneumo.access import LOCAL, MAX_USER_NAME_CHARS, TEACHER_NAME, Mode, Policy, User, class_user, login_user
 from ui.common import plain, policy
 
 PASSCODE_TRIES = 5  # wrong passcodes a browser session may type before it is refused for good
@@ -59,7 +59,7 @@ def _class(rules: Policy) -> User | None:
                       help="Your runs are recorded under this name: only you and the teacher can stop, "
                            "rename or delete them.")
         try:
-            user = class_user(st.session_state["id_name"] or ("teacher" if teacher else ""), teacher)
+            user = class_user(st.session_state["id_name"] or (TEACHER_NAME if teacher else ""), teacher)
         except ValueError as exc:
             st.caption(str(exc) + " Until then you can look at everything but start nothing.")
             user = None
