@@ -150,7 +150,8 @@ def _decode_dicom(data: bytes, notes: list[str], header: dict[str, str]) -> np.n
         header.update(_header(ds))
         rows, cols = int(ds.get("Rows", 0)), int(ds.get("Columns", 0))
         if not rows or not cols or not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
-            raise ImageDecodeError("the DICOM file holds no image (no pixel data)")
+            raise ImageDecodeError("the DICOM file holds no image: no pixel data (or the file was cut short, "
+                                  "as an interrupted copy or download leaves it)")
         _check_size(cols, rows)
         pixels = ds.pixel_array
     except ImageDecodeError:

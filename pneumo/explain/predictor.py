@@ -333,19 +333,24 @@ def flatten(model: keras.Model) -> tuple[keras.Model, list[str], dict[str, str]]
     return flat, nested, labels
 
 
+def _dims(shape: tuple) -> str:
+    """A tensor shape without the batch, as a reader writes it: 224 x 224 x 3 (any: not fixed)."""
+    return " x ".join("any" if d is None else str(d) for d in shape) or "1"
+
+
 def _detect(model: keras.Model, nested: list[str], activation: str, head: str, names: list[tuple[str, str]]
             ) -> Detected:
     notes = []
     shape = tuple(model.inputs[0].shape[1:])
     if len(shape) != 3 or shape[-1] not in (1, 3):
-        raise ModelLoadError(f"the model's input is {shape}; pneumo needs an image of height x width x 1 or 3")
+        raise ModelLoadError(f"the model's input is {_dims(shape)}; pneumo needs an image of height x width x 1 or 3")
     height, width = shape[0] or DEFAULT_SIZE, shape[1] or DEFAULT_SIZE
     if None in shape[:2]:
         notes.append(f"input size not fixed: images are given at {height} x {width}")
     if len(model.outputs) != 1 or tuple(model.outputs[0].shape[1:]) not in ((1,), (2,)):
-        found = [tuple(o.shape[1:]) for o in model.outputs]
-        raise ModelLoadError(f"the model's output is {found}; pneumo needs one output (a sigmoid or a logit) or "
-                             "two (softmax probabilities or logits)")
+        found = " and ".join(_dims(tuple(o.shape[1:])) for o in model.outputs)
+        raise ModelLoadError(f"the model gives {len(model.outputs)} output(s) of {found} values; pneumo needs one "
+                             "output of 1 value (a sigmoid or a logit) or of 2 (softmax probabilities or logits)")
     outputs = model.outputs[0].shape[-1]
     squash = "sigmoid" if outputs == 1 else "softmax"
     taken = (f"before the {activation}" if activation in _SQUASHING else
