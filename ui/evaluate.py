@@ -136,10 +136,11 @@ def calibration_workbench(run: Run, data: pd.DataFrame, threshold: float, split:
                                   data["prob"].to_numpy(), threshold)
     c1, c2, c3 = st.columns(3)
     delta = dict(delta_color="inverse") if bench.fitted else {}  # lower is better for both
-    c1.metric("Expected calibration error (ECE)", f"{bench.before.ece:.3f}",
+    c1.metric("Calibration error (ECE)", f"{bench.before.ece:.3f}",  # labels short: whole at 1024 px
               delta=f"{bench.after.ece - bench.before.ece:+.3f} after scaling" if bench.fitted else None, **delta,
-              help="The average gap between the stated probability and the observed share with pneumonia, over "
-                   "10 equal-width bins of probability, weighted by how many images fall in each. 0 is perfect.")
+              help="Expected calibration error: the average gap between the stated probability and the observed "
+                   "share with pneumonia, over 10 equal-width bins of probability, weighted by how many images fall "
+                   "in each. 0 is perfect.")
     c2.metric("Brier score", f"{bench.before.brier:.3f}",
               delta=f"{bench.after.brier - bench.before.brier:+.3f} after scaling" if bench.fitted else None,
               **delta, help="The mean squared difference between probability and label (0 or 1). 0 is perfect.")
@@ -149,10 +150,12 @@ def calibration_workbench(run: Run, data: pd.DataFrame, threshold: float, split:
         st.plotly_chart(charts.reliability((bench.before.predicted, bench.before.observed, bench.before.ece)),
                         width="stretch")
         return
-    c3.metric("Temperature T (fitted on validation)", f"{bench.temperature:.2f}",
-              help="Every logit is divided by T: sigmoid(logit(p) / T). T is the value that makes the validation "
-                   "images' labels most likely.")
+    c3.metric("Temperature T", f"{bench.temperature:.2f}",
+              help="Fitted on validation. Every logit is divided by T: sigmoid(logit(p) / T). T is the value that "
+                   "makes the validation images' labels most likely.")
     st.markdown(bench.sentence())
+    st.caption("Scaling only makes probabilities more or less extreme: a curve that stays on one side of the "
+               "diagonal (pneumonia stated more often than it is seen, or less) is a bias it cannot remove.")
     if split == "val":
         st.caption("T was fitted on these same validation images, so the scaled curve flatters it: the test split "
                    "is the honest check.")

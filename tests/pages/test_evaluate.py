@@ -107,9 +107,9 @@ def test_calibration_shows_ece_and_a_temperature_fitted_on_validation() -> None:
     assert not at.exception
     box = next(e for e in at.expander if e.label.startswith("Calibration"))
     ece, brier, temperature = box.metric
-    assert ece.label == "Expected calibration error (ECE)" and 0 <= float(ece.value) <= 1
+    assert ece.label == "Calibration error (ECE)" and 0 <= float(ece.value) <= 1
     assert brier.label == "Brier score"
-    assert temperature.label == "Temperature T (fitted on validation)" and float(temperature.value) > 0
+    assert temperature.label == "Temperature T" and float(temperature.value) > 0
     assert "The temperature fitted on validation is T = " in " ".join(m.value for m in box.markdown)
     table = box.table[0].value
     assert list(table.index) == ["raw probabilities", "temperature-scaled",
@@ -125,7 +125,7 @@ def test_calibration_without_validation_says_so_and_shows_the_raw_diagram() -> N
     at = _page()
     assert not at.exception
     box = next(e for e in at.expander if e.label.startswith("Calibration"))
-    assert [m.label for m in box.metric] == ["Expected calibration error (ECE)", "Brier score"]
+    assert [m.label for m in box.metric] == ["Calibration error (ECE)", "Brier score"]
     assert "no validation predictions of both classes" in box.info[0].value
     assert len(box.get("plotly_chart")) == 1 and not box.table
 
