@@ -320,10 +320,11 @@ class NpzSource(Source):
 
     def file(self) -> Path:
         if self.path is None:
+            size = self.mnist_size or 28
             try:
-                return mnist.fetch(self.mnist_size or 28)
+                return mnist.fetch(size)
             except mnist.DownloadError as exc:
-                raise DatasetError(str(exc), link=mnist.url(self.mnist_size or 28)) from exc
+                raise DatasetError(str(exc), link=mnist.url(size)) from exc
         if not self.path.is_file():
             raise DatasetError(f"File not found: {self.path}")
         return self.path
