@@ -25,7 +25,7 @@ if data.empty:
     st.warning(f"This run has no {split} predictions.")
     st.stop()
 threshold = evaluate.choose_threshold(run, rule, split)
-evaluate.at_threshold(run, data, threshold, split)
+evaluate.at_threshold(run, data, threshold, split, rule)
 evaluate.errors(run, data, threshold)
 if len(picked) > 1:
     evaluate.compare([runs[run_id] for run_id in picked], rule, split, threshold)

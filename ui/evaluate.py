@@ -105,11 +105,16 @@ def _threshold_free(path: str, stamp: tuple[int, int] | None, split: str) -> Thr
     return evaluate.threshold_free(data["label"].to_numpy(), data["prob"].to_numpy())
 
 
-def at_threshold(run: Run, data: pd.DataFrame, threshold: float, split: str) -> None:
+def at_threshold(run: Run, data: pd.DataFrame, threshold: float, split: str, rule: ThresholdRule) -> None:
     """Confusion matrix, metrics with intervals, prevalence, curves and calibration at ``threshold``."""
     labels, probs = data["label"].to_numpy(), data["prob"].to_numpy()
     fixed = _threshold_free(str(run.path), _stamp(run), split)
     at = evaluate.at_threshold(labels, probs, threshold, fixed)
+    reached = at.values["sensitivity"]
+    if rule.strategy == "target sensitivity" and reached < rule.target_sensitivity:
+        st.warning(f"Aimed at {rule.target_sensitivity:.0%} sensitivity on the validation split, this threshold "
+                   f"reaches **{reached:.1%}** on {split}: a threshold carries over only roughly to other films.",
+                   icon=":material/warning:")
     figures = charts.threshold_view(run_labels([run])[run.id], at, fixed, charts.run_colors({0: run.number})[0])
     left, right = side_by_side("confusion", 2)
     left.plotly_chart(figures["confusion"], width="stretch")

@@ -405,7 +405,7 @@ def runs_table() -> None:
     solo = policy().mode == Mode.SOLO
     shown = table.drop(columns=["run", "owner"] if solo else ["run"])
     st.dataframe(shown.style.apply(lambda _: [f"color: {colors[i]}" for i in table["run"]], subset=[""])
-                 .format(precision=3), hide_index=True, width="stretch")
+                 .format(precision=3), hide_index=True, width="stretch", placeholder="")  # unknown: blank
     usable = [r for r in runs if r.damage is None]
     names = run_labels(usable)
 

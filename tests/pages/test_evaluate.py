@@ -12,15 +12,16 @@ from pneumo.training.config import TrainConfig
 from tests.conftest import as_read, finished_run, page_app
 
 
-def _run_with_predictions(name: str, noise: float, seed: int) -> Run:
-    """A finished run whose predictions.csv is given: the page must not care how it was made."""
+def _run_with_predictions(name: str, noise: float, seed: int, test_shift: float = 0.0) -> Run:
+    """A finished run whose predictions.csv is given: the page must not care how it was made.
+    ``test_shift`` moves the test split's probabilities (films unlike validation's)."""
     run = RunStore().create(TrainConfig(name=name, dataset="/not/here"))
     write_json(run.file("status.json"), {**run.status(), "state": "finished"})
     rng = np.random.default_rng(seed)
     frames = []
     for split, n in (("val", 200), ("test", 300)):
         labels = (np.arange(n) % 8 < 5).astype(int)
-        probs = np.clip(0.3 + 0.4 * labels + rng.normal(0, noise, n), 0, 1)
+        probs = np.clip(0.3 + 0.4 * labels + rng.normal(0, noise, n) + (test_shift if split == "test" else 0), 0, 1)
         frames.append(pd.DataFrame({"split": split, "id": [f"{split}/{i}" for i in range(n)], "label": labels,
                                     "prob": probs, "patient": [f"p{i}" for i in range(n)]}))
     pd.concat(frames).to_csv(run.file("predictions.csv"), index=False)
@@ -65,6 +66,20 @@ def test_strategy_chosen_on_validation_and_runs_compared() -> None:
     table = at.dataframe[1].value
     assert list(table["run"]) == ["good (folder here)", "worse (folder here)"]
     assert (table["sensitivity"] >= 0.85).all()
+
+
+@pytest.mark.parametrize(("shift", "warned"), [(-0.15, True), (0.15, False)])
+def test_a_target_sensitivity_missed_on_test_is_pointed_out(shift: float, warned: bool) -> None:
+    _run_with_predictions("shifted", 0.1, 0, test_shift=shift)
+    at = _page()
+    at.selectbox(key="ev_strategy").set_value("target sensitivity").run()
+    at.slider(key="ev_target").set_value(0.95).run()
+    reached = at.dataframe[0].value.set_index("metric").loc["sensitivity", "value"]
+    assert not at.exception and (reached < 0.95) == warned
+    missed = [w.value for w in at.warning if "Aimed at 95% sensitivity" in w.value]
+    assert bool(missed) == warned
+    if warned:
+        assert f"reaches **{reached:.1%}** on test" in missed[0]
 
 
 def test_predictions_are_read_once_per_change(monkeypatch: pytest.MonkeyPatch) -> None:
