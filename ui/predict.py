@@ -26,6 +26,7 @@ from pneumo.explain.familiarity import Familiarity
 from pneumo.explain.model_file import MAX_MODEL_BYTES, ModelLoadError, load_bytes, load_file
 from pneumo.explain.predictor import PREPROCESSING, RESIZE, Predictor
 from pneumo.explain.saliency import (
+    CAM_METHODS,
     COLORMAPS,
     METHOD_HELP,
     METHODS,
@@ -312,21 +313,23 @@ def saliency_maps(choice: ModelChoice, film: Radiograph, probability: float) -> 
     """The chosen methods side by side over the film, each scored against a known lesion."""
     st.subheader("Saliency")
     predictor = choice.predictor
-    methods = kept("pr_methods", ["Grad-CAM"], partial(
+    detected = predictor.detected
+    methods = kept("pr_methods", ["Grad-CAM" if detected.targets else "SmoothGrad"], partial(
         st.pills, "Methods (several are shown side by side)", METHODS, selection_mode="multi", key="pr_methods",
         help=" ".join(f"**{m}**: {METHOD_HELP[m]}" for m in METHODS)))
     opacity_column, colour_column, layer_column = st.columns([2, 1, 3])
     opacity = kept("pr_opacity", 0.5, partial(opacity_column.slider, "Opacity", 0.0, 1.0, step=0.05, key="pr_opacity"))
     colormap = kept("pr_colormap", COLORMAPS[0], partial(colour_column.selectbox, "Colours", COLORMAPS,
                                                           key="pr_colormap"))
-    detected = predictor.detected
-    auto = f"auto: {predictor.layer_title(detected.default_target)}"
-    layer = layer_column.selectbox(
-        "Target layer (CAM methods)", [auto, *reversed(detected.targets)], key="pr_layer",
-        format_func=lambda name: name if name == auto else predictor.layer_title(name),
-        help="The feature maps Grad-CAM, Grad-CAM++ and ScoreCAM explain. Auto takes the last one "
-             "before global pooling: the finest map the decision still depends on.")
-    target = detected.default_target if layer == auto else layer
+    target = detected.default_target
+    if detected.targets:
+        auto = f"auto: {predictor.layer_title(target)}"
+        layer = layer_column.selectbox(
+            "Target layer (CAM methods)", [auto, *reversed(detected.targets)], key="pr_layer",
+            format_func=lambda name: name if name == auto else predictor.layer_title(name),
+            help="The feature maps Grad-CAM, Grad-CAM++ and ScoreCAM explain. Auto takes the last one "
+                 "before global pooling: the finest map the decision still depends on.")
+        target = target if layer == auto else layer
     if not methods:
         st.info("Pick one or more saliency methods.")
         return
@@ -337,6 +340,10 @@ def saliency_maps(choice: ModelChoice, film: Radiograph, probability: float) -> 
     columns = side_by_side("saliency", max(len(methods), 2), pictures=True)
     shown = {}
     for method, column in zip(methods, columns, strict=False):
+        if method in CAM_METHODS and not target:
+            column.info(f"{method} weighs a layer's feature maps, and this model has none (no layer with a height x "
+                        "width x channels output): SmoothGrad explains it.")
+            continue
         with column, st.spinner(f"{method}…"):
             try:
                 saliency_map = _saliency_map(choice.key, film_key, method, target, _predictor=predictor,

@@ -107,8 +107,8 @@ class Detected:
     head: str  # the last layer in words: "a linear Dense(2)", "Dense(1, sigmoid)", "a Softmax layer"
     builtin_preprocessing: list[str]  # names of scaling layers inside the model
     nested: list[str]  # sub-models inlined into the flat copy
-    targets: list[str]  # layers with spatial (H x W x C) output, saliency targets, graph order
-    default_target: str
+    targets: list[str]  # layers with spatial (H x W x C) output, saliency targets, graph order; may be none
+    default_target: str  # "" where there is none
     notes: list[str]
     suggested_preprocessing: str  # a key of PREPROCESSING
     preprocessing_reason: str  # why, in words
@@ -358,9 +358,9 @@ def _detect(model: keras.Model, nested: list[str], activation: str, head: str, n
     notes.append(f"saliency maps explain the log-odds of pneumonia ({taken}; pneumo applies the {squash} itself "
                  "for the number shown): they stay informative where the probability rounds to 100 %")
     targets, default = _targets(model)
-    if not targets:
-        raise ModelLoadError("the model has no layer with a spatial (height x width x channels) output, "
-                             "so there is nothing for saliency maps to look at")
+    if not targets:  # a dense-only model (e.g. a small MLP on 28 x 28 films) still gives a probability
+        notes.append("no layer with feature maps (height x width x channels): the CAM methods have nothing to "
+                     "weigh; SmoothGrad, which works on the pixels, explains this model")
     scaling = [layer.name for layer in model.layers if isinstance(layer, _SCALING_LAYERS)]
     preprocessing, reason = (("none", "the model scales its input itself") if scaling else
                              guess_preprocessing(names, [layer.name for layer in model.layers]))

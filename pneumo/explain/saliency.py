@@ -26,7 +26,8 @@ from tf_keras_vis.utils import zoom_factor
 
 from pneumo.explain.predictor import Predictor
 
-METHODS = ("Grad-CAM", "Grad-CAM++", "Faster-ScoreCAM", "SmoothGrad")
+CAM_METHODS = ("Grad-CAM", "Grad-CAM++", "Faster-ScoreCAM")  # weigh a target layer's feature maps
+METHODS = (*CAM_METHODS, "SmoothGrad")
 METHOD_HELP = {
     "Grad-CAM": "Feature maps of the target layer weighted by the mean gradient of the log-odds of pneumonia: coarse, "
                 "fast, the usual first look.",
@@ -50,7 +51,10 @@ def saliency(predictor: Predictor, gray: np.ndarray, method: str, layer: str | N
     """
     x = predictor.prepare(gray)
     model, score = predictor.model, predictor.score
-    target = model.get_layer(layer or predictor.detected.default_target)
+    layer = layer or predictor.detected.default_target
+    if method in CAM_METHODS and not layer:
+        raise ValueError(f"{method} needs a layer with feature maps, and this model has none: use SmoothGrad")
+    target = model.get_layer(layer) if layer else None
     # tf-keras-vis prints Keras progress bars and trips a harmless input-structure warning.
     with predictor.lock, contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)

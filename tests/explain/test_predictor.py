@@ -211,6 +211,18 @@ def test_unusable_shapes_are_refused() -> None:
         Predictor(keras.Model(flat_in, keras.layers.Dense(1, activation="sigmoid")(flat_in)))
 
 
+def test_a_model_without_feature_maps_is_explained_by_smoothgrad_only() -> None:
+    inputs = keras.Input((12, 12, 1))
+    flat = keras.layers.Flatten()(inputs)
+    predictor = Predictor(keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(flat)))
+    assert predictor.detected.targets == [] and predictor.detected.default_target == ""
+    assert any("no layer with feature maps" in note for note in predictor.detected.notes)
+    film = np.linspace(0, 255, 144, dtype=np.float32).reshape(12, 12).astype(np.uint8)
+    assert saliency(predictor, film, "SmoothGrad").shape == (12, 12)
+    with pytest.raises(ValueError, match="Grad-CAM needs a layer with feature maps, and this model has none"):
+        saliency(predictor, film, "Grad-CAM")
+
+
 def test_graphs_pneumo_cannot_flatten_are_refused_with_a_reason(monkeypatch: pytest.MonkeyPatch) -> None:
     a, b = keras.Input((16, 16, 1)), keras.Input((16, 16, 1))
     features = keras.layers.Conv2D(2, 3)(keras.layers.Add()([a, b]))

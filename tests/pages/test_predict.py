@@ -232,3 +232,28 @@ def test_a_model_is_loaded_once_and_a_refusal_is_cached(monkeypatch: pytest.Monk
     assert "would inflate to 3.0 MB; pneumo opens at most 1.0 MB" in as_read(at.error[0].value)
     at.run()
     assert "would inflate to 3.0 MB" in as_read(at.error[0].value) and len(calls) == 2
+
+
+def test_uploaded_dense_only_model_gives_a_probability_and_smoothgrad(tmp_path: Path) -> None:
+    """A model with no feature maps (a small MLP on 28 x 28 films, as PneumoniaMNIST tutorials train):
+    its probability, and the one map that needs no feature maps; the CAM methods say why they cannot."""
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((28, 28, 1))
+    hidden = keras.layers.Dense(16, activation="relu")(keras.layers.Flatten()(keras.layers.Rescaling(1 / 255)(inputs)))
+    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(hidden))
+    model.save(tmp_path / "mlp.keras")
+    at = _page()
+    at.segmented_control(key="pr_source").set_value("Upload a model file").run()
+    at = _upload_model(at, "mlp.keras", (tmp_path / "mlp.keras").read_bytes())
+    assert not at.exception and not at.error
+    assert "no layer with feature maps" in _detected(at)
+    at.segmented_control(key="pr_image_source").set_value("Upload an image").run()
+    at = at.file_uploader(key="pr_image_upload").set_value(("x.png", films.png(), "image/png")).run()
+    assert not at.exception and not at.error
+    expected = Predictor(model).configured("none", 1).probability(films.gradient())
+    assert _probability(at) == pytest.approx(expected, abs=0.0006)
+    assert [img.caption for img in _images(at)][-1:] == ["SmoothGrad"]
+    at.button_group(key="pr_methods").set_value(["Grad-CAM", "SmoothGrad"]).run()
+    assert not at.exception and not at.error
+    assert any("Grad-CAM weighs a layer's feature maps, and this model has none" in i.value for i in at.info)
+    assert "SmoothGrad" in [img.caption for img in _images(at)]
