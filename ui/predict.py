@@ -254,6 +254,8 @@ def prediction(choice: ModelChoice, film: Radiograph) -> float:
             st.markdown(f"Ground truth: **{truth}**: the decision is {'correct' if truth == decision else 'wrong'}.")
         st.markdown(f"Model trained on: **{plain(choice.trained_on)}**.")
         _familiarity_check(choice, film)
+        if film.odd_shape:
+            st.warning(film.odd_shape)
         for note in film.notes:
             st.caption(f"Read: {plain(note)}.")
     return probability

@@ -34,6 +34,9 @@ MAX_SIDE = 16_384
 # carries no chest to speak of (a 1 x 1 PNG was once scored 99.9 % pneumonia).
 MIN_SIDE = 28
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".dcm", ".dicom")
+# Kermany's films run from square to about 3:1 (chest_xray_hires), RSNA's are square: a film much
+# longer than that, squashed to a model's input, shows no chest any model has seen.
+MAX_ASPECT = 4
 
 _SIGNATURES = {b"\xff\xd8\xff": "JPEG", b"\x89PNG\r\n\x1a\n": "PNG"}
 _EXPECTED = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".dcm": "DICOM", ".dicom": "DICOM"}
@@ -50,6 +53,17 @@ class Radiograph:
     label: int | None = None  # 1 = pneumonia; known for films from a data set, not for uploads
     lesion: np.ndarray | None = None  # (H, W) bool; known for synthetic films and boxed RSNA films
     header: dict[str, str] = field(default_factory=dict)  # DICOM: view, sex, age (those it states)
+
+    @property
+    def odd_shape(self) -> str | None:
+        """Why the film's shape makes any model's answer meaningless, or None: said for every model,
+        also one from elsewhere that brings no record of its training films to compare with."""
+        height, width = self.pixels.shape
+        ratio = max(height, width) / min(height, width)
+        if ratio <= MAX_ASPECT:
+            return None
+        return (f"This image is {width} x {height} pixels ({ratio:.0f}:1), while chest films are at most about 3:1: "
+                "squashed to the model's input it shows no chest, so its probability means nothing.")
 
 
 def read(data: bytes, name: str = "") -> Radiograph:

@@ -2,10 +2,12 @@
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from pneumo.data import radiograph
 from pneumo.data.imaging import ImageDecodeError
 from tests import films
+from tests.conftest import SHARED_DATA
 
 
 @pytest.mark.parametrize("name", list(films.good_files()))
@@ -88,3 +90,16 @@ def test_too_many_bytes_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(radiograph, "MAX_BYTES", 1000)
     with pytest.raises(ImageDecodeError, match="the limit is"):
         radiograph.read(films.png(np.zeros((200, 200), np.uint8)) + b"\0" * 2000, "big.png")
+
+
+def test_only_shapes_no_chest_film_has_are_called_odd() -> None:
+    """Every real Kermany film at its true aspect ratio (up to 3.2:1) passes; a 100:1 strip does not."""
+    strip = radiograph.Radiograph(np.zeros((30, 3000), np.uint8), "PNG")
+    assert "(100:1)" in strip.odd_shape and radiograph.Radiograph(np.zeros((50, 30), np.uint8), "PNG").odd_shape is None
+    hires = SHARED_DATA / "chest_xray_hires"
+    if not hires.is_dir():
+        pytest.skip("real films not present (../shared/data/chest_xray_hires)")
+    for path in hires.rglob("*.jpeg"):
+        with Image.open(path) as image:
+            width, height = image.size
+        assert max(width, height) / min(width, height) <= radiograph.MAX_ASPECT, path

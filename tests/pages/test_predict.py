@@ -1,6 +1,7 @@
 """AppTest of the Predict page: a run's model on examples, uploaded films good and bad, uploaded models
 (what was detected, their options, refusals), and the upload limits."""
 
+import io
 import shutil
 import tomllib
 import zipfile
@@ -9,6 +10,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from pneumo.data import cache, radiograph
@@ -257,3 +259,9 @@ def test_uploaded_dense_only_model_gives_a_probability_and_smoothgrad(tmp_path: 
     assert not at.exception and not at.error
     assert any("Grad-CAM weighs a layer's feature maps, and this model has none" in i.value for i in at.info)
     assert "SmoothGrad" in [img.caption for img in _images(at)]
+    assert not any("chest films are at most about 3:1" in w.value for w in at.warning)
+    strip = io.BytesIO()
+    Image.fromarray(np.full((30, 3000), 128, np.uint8)).save(strip, "PNG")  # 100:1, no record to compare with
+    at = at.file_uploader(key="pr_image_upload").set_value(("strip.png", strip.getvalue(), "image/png")).run()
+    assert not at.exception
+    assert any("This image is 3000 x 30 pixels (100:1)" in w.value for w in at.warning)
