@@ -85,18 +85,35 @@ def choose_threshold(run: Run, rule: ThresholdRule, split: str) -> float:
         threshold = threshold_for(run, rule)
         st.markdown(f"Threshold **{threshold:.3f}**, chosen by *{rule.strategy}* on the validation split and applied "
                     f"to {split}.")
-    user, saved = current_user(), run.threshold()
+    saved = run.threshold()
     in_effect = saved["value"] if saved else DEFAULT_THRESHOLD
     if run.id not in _remembered() and threshold in (in_effect, round(in_effect, 2)):
-        return in_effect  # only looked at (the slider shows it to 0.01): nothing is chosen or saved
-    _remembered()[run.id] = threshold
-    if user is not None and user.may_manage(run.owner) and (saved is None or saved["value"] != threshold):
+        threshold = in_effect  # only looked at (the slider shows it to 0.01): nothing is chosen
+    else:
+        _remembered()[run.id] = threshold
+    _saved_with_run(run, threshold, rule, saved)
+    return threshold
+
+
+def _saved_with_run(run: Run, threshold: float, rule: ThresholdRule, saved: dict | None) -> None:
+    """Saving is a click, not a side effect of looking: trying strategies and thresholds must not
+    move the Board's ranking or another browser's decisions. The run's owner and the teacher may."""
+    user = current_user()
+    may_save = user is not None and user.may_manage(run.owner) and (saved is None or saved["value"] != threshold)
+    if may_save and st.button(f"Save {threshold:.3f} with the run", key=f"ev_save_{run.id}", icon=":material/save:",
+                              help="The Board scores runs at their saved threshold, and every browser's Predict "
+                                   "page decides with it. Until saved, this threshold holds in this browser only."):
         try:
             run.save_threshold(threshold, rule.strategy, by=user)
+            saved = run.threshold()
         except OSError:
-            st.caption("This threshold could not be saved with the run (a read-only runs folder): it holds for "
-                       "this browser only.")
-    return threshold
+            st.error("The threshold could not be saved with the run (a read-only runs folder): it holds for this "
+                     "browser only.")
+    if saved:
+        st.caption(f"Saved with the run, for the Board and every browser: **{saved['value']:.3f}** "
+                   f"({saved['rule']}).")
+    else:
+        st.caption(f"No threshold saved with this run: the Board and other browsers use {DEFAULT_THRESHOLD}.")
 
 
 @st.cache_data(show_spinner=False, max_entries=32)

@@ -111,7 +111,14 @@ def test_the_threshold_is_saved_with_the_run_for_every_browser() -> None:
     assert not at.exception and run.threshold() is None  # looking chooses nothing (the Board says "default")
     assert run.id not in at.session_state["thresholds"]  # nor for Predict
     at.slider(key=f"ev_thr_{run.id}").set_value(0.37).run()
+    assert not at.exception and run.threshold() is None  # trying thresholds saves none: the Board stays
+    assert any("No threshold saved with this run" in c.value for c in at.caption)
+    at.button(key=f"ev_save_{run.id}").click().run()
     assert not at.exception and run.threshold()["value"] == 0.37 and run.threshold()["by"] == "local"
+    assert any("Saved with the run, for the Board and every browser: **0.370** (manual)" in c.value
+               for c in at.caption)
+    at.selectbox(key="ev_strategy").set_value("min expected cost").run()
+    assert not at.exception and run.threshold()["value"] == 0.37
     fresh = page_app("evaluate").run()
     assert fresh.slider(key=f"ev_thr_{run.id}").value == 0.37
 
