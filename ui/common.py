@@ -11,7 +11,7 @@ import functools
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -92,7 +92,8 @@ def _import_tensorflow() -> None:
     device.gpus()
 
 
-def kept(key: str, start: T, draw: Callable[..., T], on_change: Callable[[], None] | None = None) -> T:
+def kept(key: str, start: T, draw: Callable[..., T], on_change: Callable[[], None] | None = None,
+         options: Collection | None = None) -> T:
     """Draws the widget keyed ``key`` (``draw`` makes it, with that key and no starting value), so
     that its value outlives the runs that do not draw it. Streamlit forgets a widget's value in any
     run that skips it (another page, another view, an upload with no file yet), and a keyed widget
@@ -101,7 +102,12 @@ def kept(key: str, start: T, draw: Callable[..., T], on_change: Callable[[], Non
     ``<key>_kept``), else ``start``. Set on every run, not only when missing: a run ended by
     ``st.stop()`` keeps the server's value while the browser drops the widget and draws it anew at
     its empty default. Deleting both keys starts it from ``start`` again. ``on_change`` runs after
-    a change is kept."""
+    a change is kept. ``options``: what the widget offers now, where that changes (another model's
+    layers, another run's films): a value kept from before that is not among them is forgotten."""
+    if options is not None:
+        for name in (key, f"{key}_kept"):
+            if name in st.session_state and st.session_state[name] not in options:
+                del st.session_state[name]
     st.session_state[key] = st.session_state[key] if key in st.session_state else st.session_state.get(
         f"{key}_kept", start)
     st.session_state[f"{key}_kept"] = value = draw(on_change=_keep, args=(key, on_change))

@@ -86,8 +86,8 @@ def _loaded(load, source) -> Predictor | str:
 
 def choose_model() -> ModelChoice | None:
     """The model picker: a finished run, or an uploaded .keras/.h5 file with its options."""
-    source = st.segmented_control("Model", ["A training run", "Upload a model file"], default="A training run",
-                                  key="pr_source") or "A training run"
+    source = kept("pr_source", "A training run", partial(
+        st.segmented_control, "Model", ["A training run", "Upload a model file"], key="pr_source")) or "A training run"
     if source == "A training run":
         return _choose_run()
     return _choose_upload()
@@ -100,7 +100,8 @@ def _choose_run() -> ModelChoice | None:
         st.info("No run has a saved model yet: train one on the Train page, or upload a model file.")
         return None
     names = run_labels(runs)
-    run = RunStore().get(st.selectbox("Run", list(names), format_func=names.get, key="pr_run"))
+    run = RunStore().get(kept("pr_run", next(iter(names)), partial(
+        st.selectbox, "Run", list(names), format_func=names.get, key="pr_run"), options=names))
     path = run.model_file()
     try:
         predictor = _run_predictor(str(path), path.stat().st_mtime)
@@ -189,10 +190,14 @@ def _digest(upload) -> str:
     return known[1]
 
 
+_LAST_UPLOAD = "pr_last_upload"
+
+
 def choose_film(image_set: ImageSet | None) -> Radiograph | None:
     """An example from the image set's test split, or an uploaded JPEG/PNG/DICOM."""
-    source = st.segmented_control("Image", ["Example", "Upload an image"], default="Example", key="pr_image_source",
-                                  help="An example from the test split of the run's data set, or your own film.")
+    source = kept("pr_image_source", "Example", partial(
+        st.segmented_control, "Image", ["Example", "Upload an image"], key="pr_image_source",
+        help="An example from the test split of the run's data set, or your own film."))
     if source == "Upload an image":
         return _uploaded_film()
     if image_set is None:
@@ -204,7 +209,8 @@ def choose_film(image_set: ImageSet | None) -> Radiograph | None:
         return None
     titles = {row.id: f"{row.id} · {row.cls}" + (f" ({row.subtype})" if row.subtype not in ("", "unknown", "normal")
                                                   else "") for row in records.itertuples()}
-    chosen = st.selectbox("Example (test split)", list(titles), format_func=titles.get, key="pr_example")
+    chosen = kept("pr_example", next(iter(titles)), partial(
+        st.selectbox, "Example (test split)", list(titles), format_func=titles.get, key="pr_example"), options=titles)
     i = int(records.index[records["id"] == chosen][0])
     lesion = np.asarray(image_set.masks[i]) if image_set.masks is not None else None
     return Radiograph(np.asarray(image_set.images[i]), image_set.name, [], titles[chosen],
@@ -212,18 +218,26 @@ def choose_film(image_set: ImageSet | None) -> Radiograph | None:
 
 
 def _uploaded_film() -> Radiograph | None:
+    """The film uploaded last in this browser. A file uploader comes back empty after another page
+    or the examples, so the decoded film is kept in the session (never on disk) until another is
+    uploaded or the file is removed from the uploader."""
     upload = st.file_uploader("Chest X-ray (JPEG, PNG or DICOM)", key="pr_image_upload",
                               type=[ext.lstrip(".") for ext in radiograph.EXTENSIONS], max_upload_size=_IMAGE_MB,
+                              on_change=lambda: st.session_state.pop(_LAST_UPLOAD, None),
                               help=f"Up to {_IMAGE_MB} MB and {radiograph.MAX_PIXELS:,} pixels, at least "
                                    f"{radiograph.MIN_SIDE} pixels a side. Read by its content, never saved.")
     if upload is None:
-        return None
+        film = st.session_state.get(_LAST_UPLOAD)
+        if film is not None:
+            st.caption(f"Your last upload, {plain(film.name)}: upload another film to replace it.")
+        return film
     try:
         film = radiograph.read(upload.getvalue(), upload.name)
     except ImageDecodeError as exc:
         st.error(f"**{plain(upload.name)}** cannot be read: {plain(str(exc))}. Try a JPEG, PNG or DICOM chest film.")
         return None
     film.name = f"{upload.name} ({film.kind})"
+    st.session_state[_LAST_UPLOAD] = film
     return film
 
 
@@ -237,6 +251,8 @@ def prediction(choice: ModelChoice, film: Radiograph) -> float:
         st.error(f"The model failed on this film ({type(exc).__name__}: {plain(str(exc)[:300])}).")
         st.stop()
     decision = "PNEUMONIA" if probability >= choice.threshold else "NORMAL"
+    if film.odd_shape:  # above the probability: read before the number it discredits
+        st.warning(film.odd_shape, icon=":material/warning:")
     left, middle, right = st.columns([1, 1, 2])
     h, w = predictor.size
     left.image(predictor.as_seen(film.pixels), width="stretch",
@@ -254,8 +270,6 @@ def prediction(choice: ModelChoice, film: Radiograph) -> float:
             st.markdown(f"Ground truth: **{truth}**: the decision is {'correct' if truth == decision else 'wrong'}.")
         st.markdown(f"Model trained on: **{plain(choice.trained_on)}**.")
         _familiarity_check(choice, film)
-        if film.odd_shape:
-            st.warning(film.odd_shape)
         for note in film.notes:
             st.caption(f"Read: {plain(note)}.")
     return probability
@@ -326,11 +340,12 @@ def saliency_maps(choice: ModelChoice, film: Radiograph, probability: float) -> 
     target = detected.default_target
     if detected.targets:
         auto = f"auto: {predictor.layer_title(target)}"
-        layer = layer_column.selectbox(
-            "Target layer (CAM methods)", [auto, *reversed(detected.targets)], key="pr_layer",
+        layers = [auto, *reversed(detected.targets)]
+        layer = kept("pr_layer", auto, partial(
+            layer_column.selectbox, "Target layer (CAM methods)", layers, key="pr_layer",
             format_func=lambda name: name if name == auto else predictor.layer_title(name),
             help="The feature maps Grad-CAM, Grad-CAM++ and ScoreCAM explain. Auto takes the last one "
-                 "before global pooling: the finest map the decision still depends on.")
+                 "before global pooling: the finest map the decision still depends on."), options=layers)
         target = target if layer == auto else layer
     if not methods:
         st.info("Pick one or more saliency methods.")

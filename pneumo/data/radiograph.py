@@ -62,7 +62,7 @@ class Radiograph:
         ratio = max(height, width) / min(height, width)
         if ratio <= MAX_ASPECT:
             return None
-        return (f"This image is {width} x {height} pixels ({ratio:.0f}:1), while chest films are at most about 3:1: "
+        return (f"This image is {height} x {width} pixels ({ratio:.0f}:1), while chest films are at most about 3:1: "
                 "squashed to the model's input it shows no chest, so its probability means nothing.")
 
 

@@ -116,6 +116,26 @@ def test_uploaded_films_good_and_bad(run: Run) -> None:
     assert any("default: no threshold was chosen" in m.value for m in at.markdown)
 
 
+def test_choices_outlive_the_views_that_hide_them(run: Run) -> None:
+    """The example, the target layer and the last upload come back after the other image source was
+    shown (as after another page: Streamlit forgets the widgets a run does not draw)."""
+    at = _page()
+    example = at.selectbox(key="pr_example")
+    second = example.options[1].split(" · ")[0]  # options are shown as "id · class"
+    example.set_value(second).run()
+    layer = at.selectbox(key="pr_layer").options[-1]  # layer names are shown as they are
+    at.selectbox(key="pr_layer").set_value(layer).run()
+    at.segmented_control(key="pr_image_source").set_value("Upload an image").run()
+    at.file_uploader(key="pr_image_upload").set_value(("mine.png", films.png(), "image/png")).run()
+    at.segmented_control(key="pr_image_source").set_value("Example").run()
+    assert not at.exception and at.selectbox(key="pr_example").value == second
+    assert at.selectbox(key="pr_layer").value == layer
+    at.segmented_control(key="pr_image_source").set_value("Upload an image").run()
+    assert not at.exception and not at.error
+    assert any(as_read(c.value).startswith("Your last upload, mine.png (PNG)") for c in at.caption)
+    assert any("mine.png (PNG), as the model sees it" in as_read(i.caption) for i in _images(at))
+
+
 def test_uploaded_nested_two_output_model(tmp_path: Path) -> None:
     inputs = keras.Input((48, 48, 3))
     x = keras.layers.Conv2D(4, 3, activation="relu", name="conv")(inputs)
@@ -264,4 +284,4 @@ def test_uploaded_dense_only_model_gives_a_probability_and_smoothgrad(tmp_path: 
     Image.fromarray(np.full((30, 3000), 128, np.uint8)).save(strip, "PNG")  # 100:1, no record to compare with
     at = at.file_uploader(key="pr_image_upload").set_value(("strip.png", strip.getvalue(), "image/png")).run()
     assert not at.exception
-    assert any("This image is 3000 x 30 pixels (100:1)" in w.value for w in at.warning)
+    assert any("This image is 30 x 3000 pixels (100:1)" in w.value for w in at.warning)  # as the caption: h x w
