@@ -65,7 +65,7 @@ def main() -> None:
         def first_look(p: Predictor = predictor) -> None:
             p.probability(film)
             faithfulness.faithfulness(p.probabilities, p.as_seen(film), saliency(p, film, "Grad-CAM"),
-                                      faithfulness.steps_for(p.model.count_params()))
+                                      faithfulness.budget_for(p.model.count_params()))
 
         first_look()
         seconds = median_seconds(first_look, repeats)

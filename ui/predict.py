@@ -315,13 +315,13 @@ def _saliency_map(model_key: str, film_key: str, method: str, layer: str, _predi
 @st.cache_data(show_spinner=False, max_entries=64)
 def _faithfulness(model_key: str, film_key: str, method: str, layer: str, _predictor: Predictor, _seen: np.ndarray,
                   _map: np.ndarray) -> faithfulness.Faithfulness:
-    """Deletion/insertion of one map; the random map's curves, the same for every method on this film
+    """Deletion/insertion of one map; the random maps' curves, the same for every method on this film
     and model, are computed with the first map and reused by the others."""
     randoms = st.session_state.setdefault("pr_random_curves", {})
-    steps = faithfulness.steps_for(_predictor.model.count_params())
-    result = faithfulness.faithfulness(_predictor.probabilities, _seen, _map, steps,
+    result = faithfulness.faithfulness(_predictor.probabilities, _seen, _map,
+                                       faithfulness.budget_for(_predictor.model.count_params()),
                                        randoms.get((model_key, film_key)))
-    randoms[(model_key, film_key)] = result.random
+    randoms[(model_key, film_key)] = result.randoms
     return result
 
 

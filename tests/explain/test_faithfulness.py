@@ -34,7 +34,8 @@ def test_a_map_on_the_evidence_beats_a_random_map(film_and_evidence) -> None:
     assert right.map.deletion_area < 0.5 * right.random.deletion_area
     assert right.map.insertion_area > right.random.insertion_area + 0.2
     assert "better than a random map" in right.sentence() and "no better" not in right.sentence()
-    wrong = faithfulness.faithfulness(score, film, (~evidence).astype(np.float32), random=right.random)
+    assert len(right.randoms) == faithfulness.RANDOM_ORDERS
+    wrong = faithfulness.faithfulness(score, film, (~evidence).astype(np.float32), randoms=right.randoms)
     assert not wrong.better_than_random and "read it with care" in wrong.sentence()
 
 
@@ -96,6 +97,22 @@ def test_a_map_level_with_a_random_one_is_not_called_better() -> None:
     def flat(deletion: float, insertion: float) -> faithfulness.Curves:
         return faithfulness.Curves(shares, np.full(5, deletion), np.full(5, insertion))
 
-    level = Faithfulness(flat(0.5, 0.504), flat(0.5, 0.501))
+    level = Faithfulness(flat(0.5, 0.504), (flat(0.5, 0.501),))
     assert not level.better_than_random and "no better than a random map" in level.sentence()
-    assert Faithfulness(flat(0.4, 0.6), flat(0.5, 0.5)).better_than_random
+    assert Faithfulness(flat(0.4, 0.6), (flat(0.5, 0.5),)).better_than_random
+
+
+def test_a_map_must_beat_every_random_map_not_their_mean() -> None:
+    """A random map's score is a draw (0.07 apart between orders on an untrained dense model): a map
+    ahead of the random maps' mean but behind the luckiest is not called better."""
+    shares = np.linspace(0, 1, 5)
+
+    def flat(deletion: float, insertion: float) -> faithfulness.Curves:
+        return faithfulness.Curves(shares, np.full(5, deletion), np.full(5, insertion))
+
+    randoms = (flat(0.5, 0.47), flat(0.5, 0.48), flat(0.5, 0.53))  # differences -0.03, -0.02, +0.03
+    close = Faithfulness(flat(0.5, 0.50), randoms)  # +0.00: ahead of the mean (-0.01), behind +0.03
+    assert close.random.difference == pytest.approx(-0.0067, abs=1e-3)
+    assert not close.better_than_random
+    assert "against -0.01 for a random map (the best of 3 random maps: +0.03): no better" in close.sentence()
+    assert Faithfulness(flat(0.5, 0.55), randoms).better_than_random
