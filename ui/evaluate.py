@@ -14,6 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from pneumo import charts
+from pneumo.data.sources import short_name
 from pneumo.evaluation import board, calibration, evaluate, metrics
 from pneumo.evaluation.evaluate import ThresholdFree, ThresholdRule, on_split
 from pneumo.runs.store import DEFAULT_THRESHOLD, Run, RunStore
@@ -56,7 +57,9 @@ def threshold_rule() -> tuple[str, ThresholdRule]:
                                                                     key="ev_target"))
     elif strategy == "min expected cost":
         rule = ThresholdRule(strategy, cost_ratio=c3.number_input(
-            "Cost of a missed pneumonia ÷ cost of a false alarm", 0.1, 1000.0, 5.0, key="ev_cost"))
+            "Missed pneumonia ÷ false alarm, in cost", 0.1, 1000.0, 5.0, key="ev_cost",
+            help="How many times worse a missed pneumonia is than a false alarm: the threshold minimises the "
+                 "expected cost on the validation split."))
     return split, rule
 
 
@@ -139,8 +142,8 @@ def at_threshold(run: Run, data: pd.DataFrame, threshold: float, split: str, rul
                     column_config={"value": st.column_config.NumberColumn(format="%.3f")})
     right.caption(f"{len(labels)} {split} images, {int(labels.sum())} with pneumonia. Intervals: "
                   f"{evaluate.RESAMPLES:,} bootstrap resamples of the images.")
-    prevalence = right.number_input("Prevalence where the model would be used (%)", 0.1, 99.9,
-                                    round(100 * labels.mean(), 1), key="ev_prevalence") / 100
+    prevalence = right.number_input("Prevalence where the model would be used (%)", 0.1, 99.9,  # from the split's
+                                    round(100 * labels.mean(), 1), key=f"ev_prevalence_{split}") / 100
     ppv, npv = metrics.at_prevalence(at.values["sensitivity"], at.values["specificity"], prevalence)
     right.markdown(f"At {prevalence:.1%} prevalence: a positive call is right **{ppv:.1%}** of the time (PPV), "
                    f"a negative call **{npv:.1%}** (NPV).")
@@ -196,11 +199,14 @@ def errors(run: Run, data: pd.DataFrame, threshold: float) -> None:
     st.subheader("Errors")
     cell = st.selectbox("Show", list(evaluate.CELLS), key="ev_cell")
     chosen = evaluate.errors(data, threshold, cell)
-    st.caption(f"{len(chosen)} images; showing up to {ERRORS_SHOWN}, the most confident first.")
+    st.caption(f"{len(chosen)} image{'' if len(chosen) == 1 else 's'}; showing up to {ERRORS_SHOWN}, the most "
+               "confident first.")
     config = run.config()
     image_set = run_image_set(config.dataset, config.image_size)
     if image_set is None:
-        st.info("The run's data set is not available here, so its images cannot be shown.")
+        st.info(f"The run's data set ({plain(short_name(config.dataset))}) is not readable on this server (moved, "
+                "renamed, or the run was trained on another machine), so its images cannot be shown; the numbers "
+                "above come from the run's saved predictions.")
         return
     index = {item: i for i, item in enumerate(image_set.records["id"])}
     cols = st.columns(6)

@@ -99,7 +99,8 @@ def comparison(predictions: dict[str, pd.DataFrame], thresholds: dict[str, float
         curves[name] = c = metrics.curves(part["label"], part["prob"])
         values = metrics.confusion(part["label"], part["prob"], thresholds[name]).metrics()
         rows.append({"run": name, "threshold": round(thresholds[name], 3), "AUC": round(c.auc, 3),
-                     **{k: round(values[k], 3) for k in ("sensitivity", "specificity", "ppv", "f1", "mcc")}})
+                     **{METRIC_TITLES.get(k, k): round(values[k], 3)  # the names the metrics table uses
+                        for k in ("sensitivity", "specificity", "ppv", "f1", "mcc")}})
     return curves, pd.DataFrame(rows)
 
 

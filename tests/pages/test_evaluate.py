@@ -48,7 +48,7 @@ def test_threshold_moves_the_confusion_matrix_and_is_remembered() -> None:
     assert second.loc["specificity", "value"] >= first.loc["specificity", "value"]
     assert first.loc["AUC", "value"] == second.loc["AUC", "value"]
     assert at.session_state["thresholds"][run.id] == pytest.approx(0.8)
-    assert "The run's data set is not available here" in at.info[0].value
+    assert "The run's data set (folder here) is not readable on this server" in as_read(at.info[0].value)
 
 
 def test_strategy_chosen_on_validation_and_runs_compared() -> None:
