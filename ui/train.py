@@ -411,8 +411,11 @@ def runs_table() -> None:
 
     st.subheader("Compare runs")
     picked = st.multiselect("Runs to overlay", list(names), default=list(names)[:2], format_func=names.get)
-    if picked:
-        histories = {names[i]: store.get(i).history() for i in picked}
+    histories = {names[i]: store.get(i).history() for i in picked}
+    if unrecorded := [name for name, history in histories.items() if history.empty]:
+        st.caption(f"No epoch recorded for {plain(', '.join(unrecorded))}: nothing to draw for it.")
+    histories = {name: history for name, history in histories.items() if not history.empty}
+    if histories:
         overlay = charts.run_colors({names[i]: store.get(i).number for i in picked})
         for place, column in zip(side_by_side("compare", 2), ("val_auc", "val_loss"), strict=True):
             place.plotly_chart(charts.compare_runs(histories, column, overlay), width="stretch")

@@ -11,7 +11,7 @@ from pneumo.runs.store import RunStore
 from pneumo.training.augment import PRESETS, TRANSFORMS, preset_name
 from pneumo.training.config import OPTIONS, TrainConfig
 from pneumo.training.engine import run_training
-from tests.conftest import page_app
+from tests.conftest import as_read, finished_run, page_app
 
 
 @pytest.fixture(scope="module")
@@ -158,6 +158,16 @@ def test_runs_table_lists_runs_and_damaged_ones(trained_run: Path, monkeypatch: 
     assert "config.json is unreadable" in " ".join(table["problem"].astype(str))
     assert list(table.columns).index("problem") == list(table.columns).index("status") + 1  # on a projector too
     assert table.loc[table["status"] == "finished", "name"].item() == "tiny CNN"
+
+
+def test_compared_runs_without_epochs_are_named_not_drawn(trained_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PNEUMO_RUNS", str(trained_run))
+    finished_run("no epochs")  # predictions, no history: e.g. a run from elsewhere
+    at = _train_page(train_view="Runs")
+    assert not at.exception
+    assert any(as_read(c.value).startswith("No epoch recorded for no epochs") for c in at.caption)
+    charts = at.get("plotly_chart")
+    assert len(charts) == 2 and all("tiny CNN" in c.proto.spec and "no epochs" not in c.proto.spec for c in charts)
 
 
 def test_the_demo_preset_sets_the_form_and_recommended_sets_it_back() -> None:
