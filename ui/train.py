@@ -410,7 +410,8 @@ def runs_table() -> None:
     names = run_labels(usable)
 
     st.subheader("Compare runs")
-    picked = st.multiselect("Runs to overlay", list(names), default=list(names)[:2], format_func=names.get)
+    recorded = [r.id for r in usable if not r.history().empty]  # a queued run has no curve to start with
+    picked = st.multiselect("Runs to overlay", list(names), default=recorded[:2], format_func=names.get)
     histories = {names[i]: store.get(i).history() for i in picked}
     if unrecorded := [name for name, history in histories.items() if history.empty]:
         st.caption(f"No epoch recorded for {plain(', '.join(unrecorded))}: nothing to draw for it.")

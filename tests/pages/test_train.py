@@ -162,8 +162,11 @@ def test_runs_table_lists_runs_and_damaged_ones(trained_run: Path, monkeypatch: 
 
 def test_compared_runs_without_epochs_are_named_not_drawn(trained_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PNEUMO_RUNS", str(trained_run))
-    finished_run("no epochs")  # predictions, no history: e.g. a run from elsewhere
+    empty = finished_run("no epochs")  # predictions, no history: e.g. a run from elsewhere
     at = _train_page(train_view="Runs")
+    overlay = at.multiselect[0]
+    assert not at.exception and len(overlay.value) == 1 and empty.id not in overlay.value  # drawn ones first
+    at = overlay.set_value([*overlay.value, empty.id]).run()
     assert not at.exception
     assert any(as_read(c.value).startswith("No epoch recorded for no epochs") for c in at.caption)
     charts = at.get("plotly_chart")
