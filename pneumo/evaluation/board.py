@@ -96,7 +96,7 @@ def test_set(run: Run, predictions: pd.DataFrame, split: str = "test") -> TestSe
     elif _carved(run):
         reason = "test films carved from its data set by pneumo, not the official split"
     elif (films, pneumonia) != OFFICIAL_TEST:
-        reason = (f"its test split has {films} films ({pneumonia} with pneumonia), not the official "
+        reason = (f"{films:,} test films ({pneumonia:,} pneumonia), not the official "  # whole in its column at 1024
                   f"{OFFICIAL_TEST[0]} ({OFFICIAL_TEST[1]})")
     else:
         reason = None

@@ -27,7 +27,7 @@ def test_only_runs_on_the_official_test_films_are_ranked_with_the_published_resu
     assert ranked["AUC"].is_monotonic_decreasing
     reasons = apart.set_index("run")["reason"]
     assert "synthetic" in reasons["drawn"]
-    assert "500 films (300 with pneumonia), not the official 624 (390)" in reasons["other"]
+    assert "500 test films (300 pneumonia), not the official 624 (390)" in reasons["other"]
 
 
 def test_with_no_run_on_the_official_test_films_the_table_has_every_column() -> None:
