@@ -410,14 +410,14 @@ def runs_table() -> None:
     names = run_labels(usable)
 
     st.subheader("Compare runs")
-    recorded = [r.id for r in usable if not r.history().empty]  # a queued run has no curve to start with
-    picked = st.multiselect("Runs to overlay", list(names), default=recorded[:2], format_func=names.get)
-    histories = {names[i]: store.get(i).history() for i in picked}
-    if unrecorded := [name for name, history in histories.items() if history.empty]:
+    by_id = {r.id: r for r in usable}
+    recorded = {r.id: history for r in usable if not (history := r.history()).empty}  # a queued run: no curve
+    picked = st.multiselect("Runs to overlay", list(names), default=list(recorded)[:2], format_func=names.get)
+    if unrecorded := [names[i] for i in picked if i not in recorded]:
         st.caption(f"No epoch recorded for {plain(', '.join(unrecorded))}: nothing to draw for it.")
-    histories = {name: history for name, history in histories.items() if not history.empty}
+    histories = {names[i]: recorded[i] for i in picked if i in recorded}
     if histories:
-        overlay = charts.run_colors({names[i]: store.get(i).number for i in picked})
+        overlay = charts.run_colors({names[i]: by_id[i].number for i in picked})
         for place, column in zip(side_by_side("compare", 2), ("val_auc", "val_loss"), strict=True):
             place.plotly_chart(charts.compare_runs(histories, column, overlay), width="stretch")
         st.caption("Validation curves of runs on other data sets (in brackets) are scored on other images: compare "

@@ -123,22 +123,25 @@ class Faithfulness:
                       np.mean([r.insertion for r in self.randoms], axis=0))
 
     @property
+    def best_random_difference(self) -> float:
+        return max(r.difference for r in self.randoms)
+
+    @property
     def better_than_random(self) -> bool:
         """Better than every random order, by at least the 0.01 the sentence shows ("+0.00 against
         +0.00" is not better): one random order's score is itself a draw, spread by up to 0.07
         between orders on a small dense model's film."""
-        return self.map.difference - max(r.difference for r in self.randoms) >= 0.01
+        return self.map.difference - self.best_random_difference >= 0.01
 
     def sentence(self) -> str:
         m, r = self.map, self.random
         verdict = ("better than a random map: it points at pixels the model uses" if self.better_than_random else
                    "no better than a random map: read it with care")
-        best = max(o.difference for o in self.randoms)
         return (f"Deletion/insertion: blurring the pixels this map ranks first leaves an area of "
                 f"{m.deletion_area:.2f} under the probability (a random map: {r.deletion_area:.2f}; lower is better), "
                 f"revealing them first {m.insertion_area:.2f} (random: {r.insertion_area:.2f}; higher is better). "
                 f"Insertion minus deletion **{m.difference:+.2f}** against {r.difference:+.2f} for a random map "
-                f"(the best of {len(self.randoms)} random maps: {best:+.2f}): {verdict}.")
+                f"(the best of {len(self.randoms)} random maps: {self.best_random_difference:+.2f}): {verdict}.")
 
 
 def faithfulness(score: Scorer, film: np.ndarray, saliency_map: np.ndarray,
