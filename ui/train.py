@@ -350,7 +350,8 @@ def _status_line(run: Run, state: RunState, status: dict, user: User | None) -> 
                    "delete it.")
     if state.active:
         c1, c2 = st.columns([4, 1])
-        c1.markdown(f"**{name}** · {state} · {plain(device)}" + _queue_place(run, state))
+        c1.markdown(" · ".join(part for part in (f"**{name}**", str(state), plain(device), _queue_place(run, state))
+                               if part))  # a queued run has no device yet
         if allowed and c2.button("Stop", icon=":material/stop:", key="stop_run"):
             jobs.stop(run, by=user)
             st.toast("Stopping after the current batch; the model so far is kept.")
@@ -376,7 +377,7 @@ def _queue_place(run: Run, state: RunState) -> str:
     if run.id not in order:
         return ""
     ahead = order.index(run.id)
-    return " · next to start" if ahead == 0 else f" · {ahead} run{'s' * (ahead > 1)} ahead of it in the queue"
+    return "next to start" if ahead == 0 else f"{ahead} run{'s' * (ahead > 1)} ahead of it in the queue"
 
 
 def _resume(run: Run, user: User) -> None:

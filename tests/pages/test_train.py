@@ -12,6 +12,7 @@ from pneumo.training.augment import PRESETS, TRANSFORMS, preset_name
 from pneumo.training.config import OPTIONS, TrainConfig
 from pneumo.training.engine import run_training
 from tests.conftest import as_read, finished_run, page_app
+from ui.common import plain
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +104,9 @@ def test_valid_submit_queues_a_run(monkeypatch: pytest.MonkeyPatch) -> None:
     config = runs[0].config()
     assert config.dataset == "synthetic" and config.augmentation == PRESETS["light"] and config.model == "cnn"
     assert at.session_state["train_view"] == "Watch"
-    assert any("queued" in m.value for m in at.markdown)
+    # Not started, so no device yet: the status line has no empty field ("queued ·  · next to start").
+    lines = [m.value for m in at.markdown]
+    assert f"**{plain(runs[0].name)}** · queued · next to start" in lines, lines
 
 
 def _start(at: AppTest):
