@@ -183,6 +183,7 @@ def test_full_journey(browser_page, app_url: str) -> None:
     settle(page, "Compare runs")
     page.get_by_role("button", name="Rename").click()
     settle(page, "Compare runs")
+    expect(page.get_by_text(re.compile(r"^Renamed .* to journey run\.$"))).to_be_visible()
     expect(page.get_by_role("combobox", name="Run", exact=True)).to_have_value("journey run (synthetic)")
     assert page.get_by_text("journey run").count() >= 1  # in the runs table too
     _shot(page, "05-runs")

@@ -77,8 +77,10 @@ def _passcode(rules: Policy) -> None:
     if tries >= PASSCODE_TRIES:
         st.error("Too many wrong passcodes: open a new tab to try again.")
         return
-    typed = st.text_input("Passcode", type="password", key="id_passcode")
-    if st.button("Unlock", key="id_unlock") and typed:
+    with st.form("id_unlock", border=False, clear_on_submit=True):  # a form: Enter in the box unlocks too
+        typed = st.text_input("Passcode", type="password", key="id_passcode")
+        unlock = st.form_submit_button("Unlock")
+    if unlock and typed:
         if hmac.compare_digest(typed.encode(), rules.teacher_passcode.encode()):
             st.session_state.update(id_teacher=True, id_tries=0)
             st.rerun()

@@ -425,6 +425,8 @@ def runs_table() -> None:
                    "their shapes, not their heights.")
 
     st.subheader("Manage a run")
+    if done := st.session_state.pop("manage_done", None):  # said after the rerun that shows its result
+        st.success(done, icon=":material/check:")
     target = run_picker("Run", {r.id: names.get(r.id, f"{r.id} (damaged)") for r in runs}, "manage_run")
     run = store.get(target)
     user = current_user()
@@ -438,8 +440,14 @@ def runs_table() -> None:
             if not new_name.strip():
                 c1.warning("A run's name cannot be blank: type one, or keep the one it has.")
             else:
-                run.rename(new_name.strip(), by=user)
-                st.rerun()
+                old_name = run.name
+                try:
+                    run.rename(new_name.strip(), by=user)
+                except ValueError as exc:
+                    c1.warning(plain(str(exc)))
+                else:
+                    st.session_state["manage_done"] = f"Renamed {plain(old_name)} to {plain(run.name)}."
+                    st.rerun()
     model_file = run.model_file()
     if model_file:  # the files are read when a button is clicked, not on every rerun (a ResNet50: 100 MB)
         c2.download_button("Download model (.keras)", model_file.read_bytes, file_name=f"{target}.keras",
@@ -449,13 +457,16 @@ def runs_table() -> None:
                            file_name=f"{target}-history.csv", icon=":material/download:")
     if not allowed:
         return
-    with c3.popover("Delete…", icon=":material/delete:"):
-        st.write(f"Delete **{plain(names.get(target, target))}** and all its files?")
+    label = plain(names.get(target, target))
+    # Keyed by run: the next run picked (after a delete, another one) gets a closed box.
+    with c3.popover("Delete…", icon=":material/delete:", key=f"delete_box_{target}"):
+        st.write(f"Delete **{label}** and all its files?")
         if st.button("Yes, delete", type="primary", key=f"delete_{target}"):
             try:
                 store.delete(run, by=user)
             except ValueError as exc:
                 st.error(str(exc))
             else:
+                st.session_state["manage_done"] = f"Deleted {label} and its files."
                 st.rerun()
 

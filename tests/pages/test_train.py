@@ -176,6 +176,22 @@ def test_compared_runs_without_epochs_are_named_not_drawn(trained_run: Path, mon
     assert len(charts) == 2 and all("tiny CNN" in c.proto.spec and "no epochs" not in c.proto.spec for c in charts)
 
 
+def test_rename_and_delete_say_what_they_did() -> None:
+    first, second = finished_run("first"), finished_run("second")
+    at = _train_page(train_view="Runs", manage_run=first.id)
+    at.text_input(key=f"rename_{first.id}").set_value("renamed")
+    next(b for b in at.button if b.label == "Rename").click().run()
+    assert not at.exception
+    assert [as_read(s.value) for s in at.success] == ["Renamed first to renamed."]
+    assert RunStore().get(first.id).name == "renamed"
+    at.button(key=f"delete_{first.id}").click().run()
+    assert not at.exception
+    assert [as_read(s.value) for s in at.success] == ["Deleted renamed (synthetic) and its files."]
+    assert [r.id for r in RunStore().runs()] == [second.id]
+    at.run()  # said once: the next rerun is quiet
+    assert not at.success
+
+
 def test_the_demo_preset_sets_the_form_and_recommended_sets_it_back() -> None:
     from pneumo.training.config import RUN_PRESETS
 
