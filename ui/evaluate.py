@@ -14,6 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from pneumo import charts
+from pneumo.access import owner_name
 from pneumo.data.sources import short_name
 from pneumo.evaluation import board, calibration, evaluate, metrics
 from pneumo.evaluation.evaluate import ThresholdFree, ThresholdRule, on_split
@@ -102,7 +103,8 @@ def _saved_with_run(run: Run, threshold: float, rule: ThresholdRule, saved: dict
     """Saving is a click, not a side effect of looking: trying strategies and thresholds must not
     move the Board's ranking or another browser's decisions. The run's owner and the teacher may."""
     user = current_user()
-    may_save = user is not None and user.may_manage(run.owner) and (saved is None or saved["value"] != threshold)
+    allowed = user is not None and user.may_manage(run.owner)
+    may_save = allowed and (saved is None or saved["value"] != threshold)
     if may_save and st.button(f"Save {threshold:.3f} with the run", key=f"ev_save_{run.id}", icon=":material/save:",
                               help="The Board scores runs at their saved threshold, and every browser's Predict "
                                    "page decides with it. Until saved, this threshold holds in this browser only."):
@@ -117,6 +119,9 @@ def _saved_with_run(run: Run, threshold: float, rule: ThresholdRule, saved: dict
                    f"({saved['rule']}).")
     else:
         st.caption(f"No threshold saved with this run: the Board and other browsers use {DEFAULT_THRESHOLD}.")
+    if not allowed and (saved is None or saved["value"] != threshold):
+        st.caption(f"Only {plain(owner_name(run.owner))} or the teacher can save a threshold with this run: "
+                   "the one tried here holds in this browser only.")
 
 
 @st.cache_data(show_spinner=False, max_entries=32)

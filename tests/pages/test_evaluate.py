@@ -6,16 +6,17 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from pneumo.access import LOCAL, User, class_user
 from pneumo.files import write_json
 from pneumo.runs.store import Run, RunStore
 from pneumo.training.config import TrainConfig
 from tests.conftest import as_read, finished_run, page_app
 
 
-def _run_with_predictions(name: str, noise: float, seed: int, test_shift: float = 0.0) -> Run:
+def _run_with_predictions(name: str, noise: float, seed: int, test_shift: float = 0.0, owner: User = LOCAL) -> Run:
     """A finished run whose predictions.csv is given: the page must not care how it was made.
     ``test_shift`` moves the test split's probabilities (films unlike validation's)."""
-    run = RunStore().create(TrainConfig(name=name, dataset="/not/here"))
+    run = RunStore().create(TrainConfig(name=name, dataset="/not/here"), owner=owner)
     write_json(run.file("status.json"), {**run.status(), "state": "finished"})
     rng = np.random.default_rng(seed)
     frames = []
@@ -121,6 +122,19 @@ def test_the_threshold_is_saved_with_the_run_for_every_browser() -> None:
     assert not at.exception and run.threshold()["value"] == 0.37
     fresh = page_app("evaluate").run()
     assert fresh.slider(key=f"ev_thr_{run.id}").value == 0.37
+
+
+def test_another_students_run_says_why_it_has_no_save_button(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PNEUMO_TEACHER_PASSCODE", "pw")  # class mode
+    run = _run_with_predictions("Ann's", 0.15, 0, owner=class_user("Ann"))
+    at = page_app("evaluate", id_name="Ben").run()
+    at.slider(key=f"ev_thr_{run.id}").set_value(0.37).run()
+    assert not at.exception and not [b for b in at.button if b.key == f"ev_save_{run.id}"]
+    assert any(c.value.startswith("Only Ann or the teacher can save a threshold with this run") for c in at.caption)
+    mine = page_app("evaluate", id_name="Ann").run()
+    mine.slider(key=f"ev_thr_{run.id}").set_value(0.37).run()
+    assert [b for b in mine.button if b.key == f"ev_save_{run.id}"]
+    assert not any(c.value.startswith("Only Ann") for c in mine.caption)
 
 
 def test_calibration_shows_ece_and_a_temperature_fitted_on_validation() -> None:
