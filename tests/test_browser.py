@@ -202,7 +202,7 @@ def test_full_journey(browser_page, app_url: str) -> None:
     page.get_by_role("link", name="Predict").click()
     page.wait_for_url("**/predict")
     settle(page, "Download overlay (PNG)")  # an example from the run's test split, explained at once
-    assert page.get_by_text("chosen on the Evaluate page", exact=False).count() == 1
+    assert page.get_by_text("tried on the Evaluate page in this browser, not saved", exact=False).count() == 1
     assert page.get_by_text("Probability of pneumonia").count() == 1
     assert page.locator('[data-testid="stImage"]').filter(has_text="Grad-CAM").count() == 1
     _shot(page, "08-predict-example")

@@ -110,18 +110,24 @@ def _choose_run() -> ModelChoice | None:
     if isinstance(predictor, str):
         st.error(f"The model of run **{plain(run.name)}** cannot be loaded: {plain(predictor)}")
         return None
-    chosen, saved = st.session_state.get("thresholds", {}).get(run.id), run.threshold()
-    if chosen is None and saved is not None:
-        chosen, note = saved["value"], f"saved with the run ({saved['rule']}, on the Evaluate page)"
-    else:
-        note = ("chosen on the Evaluate page" if chosen is not None else
-                "the default: no threshold was chosen for this run on the Evaluate page")
+    threshold, note = _threshold(run)
     image_set = _run_image_set(run)
     spec = run.config().dataset
-    threshold = DEFAULT_THRESHOLD if chosen is None else chosen
     return ModelChoice(predictor, f"run:{run.id}:{path.stat().st_mtime}", threshold, note,
                        image_set, image_set.name if image_set is not None else spec, spec.startswith("synthetic"),
                        _familiarity(str(run.file(familiarity.FILE)), file_stamp(run.file(familiarity.FILE))))
+
+
+def _threshold(run: Run) -> tuple[float, str]:
+    """The threshold this browser decides with, and where it comes from: one tried on the Evaluate
+    page and not saved holds here only, which the note says (other browsers decide otherwise)."""
+    tried, saved = st.session_state.get("thresholds", {}).get(run.id), run.threshold()
+    if saved is not None and tried in (None, saved["value"]):
+        return saved["value"], f"saved with the run on the Evaluate page: {saved['rule']}"
+    if tried is None:
+        return DEFAULT_THRESHOLD, "the default: no threshold was chosen for this run on the Evaluate page"
+    others = f"{saved['value']:.3f}, the one saved with the run" if saved else f"the default {DEFAULT_THRESHOLD}"
+    return tried, f"tried on the Evaluate page in this browser, not saved: other browsers decide with {others}"
 
 
 def _run_image_set(run: Run) -> ImageSet | None:

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from pneumo.access import LOCAL
 from pneumo.data import cache, radiograph
 from pneumo.data.sources import parse_spec
 from pneumo.explain import familiarity, model_file
@@ -63,12 +64,28 @@ def test_run_model_on_an_example_with_the_evaluate_threshold(run: Run, trained_c
     expected = Predictor(load_file(trained_cnn)).probability(images.images[i])
     assert _probability(at) == pytest.approx(expected, abs=0.0006)
     decision = "PNEUMONIA" if expected >= 0.3 else "NORMAL"
-    assert any(f"Decision: **{decision}** at threshold 0.300 (chosen on the Evaluate page)" in m.value
-               for m in at.markdown)
+    assert any(f"Decision: **{decision}** at threshold 0.300 (tried on the Evaluate page in this browser, not "
+               "saved: other browsers decide with the default 0.5)" in m.value for m in at.markdown)
     assert any("of the map lies on it" in c.value for c in at.caption)  # the lesion is known: scored
     assert "Grad-CAM" in [img.caption for img in _images(at)]
     at.button_group(key="pr_methods").set_value(["Grad-CAM", "SmoothGrad"]).run()
     assert not at.exception and {"Grad-CAM", "SmoothGrad"} <= {img.caption for img in _images(at)}
+
+
+@pytest.mark.parametrize(("tried", "note"), [
+    (None, "at threshold 0.400 (saved with the run on the Evaluate page: manual)"),
+    (0.4, "at threshold 0.400 (saved with the run on the Evaluate page: manual)"),
+    (0.3, "at threshold 0.300 (tried on the Evaluate page in this browser, not saved: other browsers decide with "
+          "0.400, the one saved with the run)"),
+])
+def test_the_threshold_says_whether_other_browsers_decide_alike(run: Run, tried: float | None, note: str) -> None:
+    run.save_threshold(0.4, "manual", by=LOCAL)
+    try:
+        at = _page(thresholds={} if tried is None else {run.id: tried})
+        assert not at.exception
+        assert any(note in m.value for m in at.markdown), [m.value for m in at.markdown]
+    finally:
+        run.file("threshold.json").unlink()
 
 
 def test_what_the_model_knows_and_how_far_to_trust_its_maps(run: Run, trained_cnn: Path) -> None:
