@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from pneumo.access import LOCAL, User
 from pneumo.files import write_json
 from pneumo.runs.store import Run, RunStore
 from pneumo.training.config import TrainConfig
@@ -172,10 +173,10 @@ def synthetic_test_films() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def finished_run(name: str = "", dataset: str = "synthetic", seed: int = 0, test: tuple[int, int] = (300, 180),
-                 noise: float = 0.15, **settings) -> Run:
+                 noise: float = 0.15, owner: User = LOCAL, **settings) -> Run:
     """A finished run in the test's run store whose predictions.csv is written here (the pages must
     not care how it was made): ``test`` is (films, of which pneumonia); val has 200 films."""
-    run = RunStore().create(TrainConfig(name=name, dataset=dataset, seed=seed, **settings))
+    run = RunStore().create(TrainConfig(name=name, dataset=dataset, seed=seed, **settings), owner=owner)
     write_json(run.file("status.json"), {**run.status(), "state": "finished", "started": 100.0, "ended": 160.0,
                                          "device": "CPU"})
     rng = np.random.default_rng(seed + 17 * len(name))

@@ -13,6 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from pneumo import charts
+from pneumo.access import Mode
 from pneumo.evaluation import board
 from pneumo.runs import jobs
 from pneumo.runs.monitoring import duration
@@ -22,8 +23,8 @@ from ui.evaluate import predictions
 from ui.identity import current_user
 
 # The board's columns, the ones a class reads first on the left (a projector shows only those).
-COLUMNS = ("rank", "", "run", "why apart", "AUC", "AUC spread", "sensitivity", "specificity", "accuracy", "threshold",
-           "data set", "model", "image size", "epochs", "augmentation", "unfreeze", "owner",
+COLUMNS = ("rank", "", "run", "owner", "why apart", "AUC", "AUC spread", "sensitivity", "specificity", "accuracy",
+           "threshold", "data set", "model", "image size", "epochs", "augmentation", "unfreeze",
            "duration", "device", "runs", "seeds", "test films")
 WHOLE_NUMBERS = ("runs", "image size", "unfreeze", "test films")
 
@@ -49,7 +50,8 @@ def _swatches(frame: pd.DataFrame) -> pd.io.formats.style.Styler:
     colors = charts.run_colors({str(i): int(n) for i, n in frame["number"].dropna().items()})
     shown = frame.assign(**{"": ["●" if str(i) in colors else "◆" for i in frame.index],
                             "duration": [duration(s) if pd.notna(s) else "" for s in frame["seconds"]]})
-    shown = shown[[c for c in COLUMNS if c in shown.columns]]
+    solo = policy().mode == Mode.SOLO  # one user: whose run says nothing
+    shown = shown[[c for c in COLUMNS if c in shown.columns and not (solo and c == "owner")]]
     return (shown.style.apply(lambda col: [f"color: {colors.get(str(i), '#777777')}" for i in col.index], subset=[""])
             .format({c: "{:.0f}" for c in WHOLE_NUMBERS if c in shown.columns} | {"AUC": "{:.3f}"}, na_rep=""))
 

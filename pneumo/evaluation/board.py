@@ -5,7 +5,7 @@ published results below were all scored on the official Kermany test split (624 
 pneumonia; PneumoniaMNIST's test split is the same films at 28 px), so a run joins the ranking
 only when its test split is that one; every other run is kept apart with the reason. Runs with
 the same settings but other seeds are pooled into one row (mean ± sd), so a class sees how much
-of a difference is luck.
+of a difference is luck; only finished runs, each seed once.
 """
 
 from __future__ import annotations
@@ -147,11 +147,15 @@ def table(results: list[Result], pool_seeds: bool = True) -> tuple[pd.DataFrame,
     """(ranked, apart): runs on the official test films ranked with the published results by AUC,
     and the other runs with the reason they are kept apart. Repeats of one experiment (same
     settings, other seeds) are one row when ``pool_seeds``."""
-    groups: dict[str, list[Result]] = {}
+    groups: list[list[Result]] = []
     for r in sorted(results, key=lambda r: r.run.number):
-        key = r.run.config().settings_key() + r.test.key if pool_seeds else r.run.id
-        groups.setdefault(key, []).append(r)
-    rows = [_row(group) for group in groups.values()]
+        candidates = [g for g in groups if pool_seeds and _repeats(g, r)]  # the same owner's repeats first
+        group = next((g for g in candidates if g[0].run.owner == r.run.owner), next(iter(candidates), None))
+        if group is None:
+            groups.append([r])
+        else:
+            group.append(r)
+    rows = [_row(group) for group in groups]
     ranked = [row for row in rows if row["reason"] is None] + [_reference_row(ref) for ref in REFERENCES]
     apart = [row for row in rows if row["reason"] is not None]
     ranked_frame = pd.DataFrame(ranked).sort_values("AUC", ascending=False, ignore_index=True).drop(columns="reason")
@@ -160,6 +164,16 @@ def table(results: list[Result], pool_seeds: bool = True) -> tuple[pd.DataFrame,
     if len(apart_frame):
         apart_frame = apart_frame.sort_values(["data set", "AUC"], ascending=[True, False], ignore_index=True)
     return ranked_frame, apart_frame
+
+
+def _repeats(group: list[Result], r: Result) -> bool:
+    """Whether ``r`` repeats the group's experiment with another seed: finished runs only (a stopped
+    run trained less), the same settings and test films, a seed not yet in the group (two students
+    who ran the same seed made two experiments, not a spread of luck)."""
+    first = group[0]
+    return (all(x.run.status().get("state") == "finished" for x in (first, r))
+            and r.run.config().settings_key() + r.test.key == first.run.config().settings_key() + first.test.key
+            and r.run.config().seed not in {x.run.config().seed for x in group})
 
 
 def _row(group: list[Result]) -> dict:

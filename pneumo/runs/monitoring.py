@@ -106,10 +106,10 @@ def summary(run: Run) -> dict:
     return {  # what a class looks for first comes first: a projector shows only the left of the table
         "run": run.id,
         "name": run.name,
+        "owner": owner_name(run.owner),  # whose run: in a class, asked first
         "status": "damaged" if model_problem else status["state"],
         "best val AUC": round(float(best_row["val_auc"]), 4) if best_row is not None else None,
         "epochs": f"{len(history)}/{config.total_epochs}",
-        "owner": owner_name(run.owner),
         "data set": short_name(config.dataset),
         "model": "ResNet50" if config.model == "resnet50" else "CNN",
         "augmentation": preset_name(config.augmentation),

@@ -3,6 +3,7 @@
 import pandas as pd
 import pytest
 
+from pneumo.access import class_user
 from pneumo.evaluation import board
 from pneumo.files import write_json
 from pneumo.runs import jobs
@@ -69,6 +70,22 @@ def test_seeds_of_one_experiment_are_pooled_as_mean_and_sd() -> None:
     assert ranked[ranked["run"] == "wider"].iloc[0]["AUC spread"].startswith("95 % CI")
     unpooled, _ = board.table(results, pool_seeds=False)
     assert len(unpooled) == 4 + len(board.REFERENCES)
+
+
+def test_only_finished_runs_with_other_seeds_are_pooled() -> None:
+    """Two students who ran the same settings with the same seed made two experiments; a stopped
+    run trained less than the finished ones: neither is a repeat to pool."""
+    ann = finished_run("cnn", dataset="/data/chest_xray", seed=0, test=OFFICIAL, owner=class_user("Ann"))
+    ben = finished_run("cnn", dataset="/data/chest_xray", seed=0, test=OFFICIAL, owner=class_user("Ben"))
+    ben_1 = finished_run("cnn · seed 1", dataset="/data/chest_xray", seed=1, test=OFFICIAL, owner=class_user("Ben"))
+    stopped = finished_run("cnn · seed 2", dataset="/data/chest_xray", seed=2, test=OFFICIAL)
+    write_json(stopped.file("status.json"), {**stopped.status(), "state": "stopped"})
+    ranked, _ = board.table(_results([ann, ben, ben_1, stopped]))
+    runs = ranked.dropna(subset=["number"]).set_index("number")
+    assert runs.loc[ann.number, "seeds"] == "0" and runs.loc[ann.number, "owner"] == "Ann"
+    assert runs.loc[ben.number, "seeds"] == "0, 1" and runs.loc[ben.number, "owner"] == "Ben"  # his own first
+    assert runs.loc[stopped.number, "runs"] == 1
+    assert len(runs) == 3
 
 
 def test_comparable_test_sets() -> None:
