@@ -257,7 +257,7 @@ def watch() -> None:
         st.info("No runs yet: start one in *New run*, or from the command line (`python -m pneumo train`).")
         return
     labels = run_labels(runs)
-    run_id = run_picker("Run", {r.id: f"{labels[r.id]} · {r.status()['state']}" for r in runs}, "watch_run")
+    run_id = run_picker("Run", {r.id: f"{labels[r.id]} · {monitoring.state_label(r)}" for r in runs}, "watch_run")
     run = store.get(run_id)
     synthetic_banner(spec=run.config().dataset)
     user = current_user()
@@ -271,24 +271,25 @@ def watch() -> None:
 @st.fragment(run_every=POLL_SECONDS)
 def _live(run: Run, user: User | None) -> None:
     """Re-reads a queued or running run's files every few seconds; never blocks, survives page changes."""
-    jobs.schedule(RunStore(run.path.parent))  # notices dead workers, starts queued runs
-    _rerun_on_state_change(run)
+    store = RunStore(run.path.parent)
+    jobs.schedule(store)  # notices dead workers, starts queued runs
+    _rerun_on_change(store)
     _run_view(run, user)
 
 
 @st.fragment(run_every=POLL_SECONDS)
 def _follow_state(run: Run) -> None:
-    """An ended run may be resumed or deleted by someone else: reading its state every few seconds
+    """An ended run may be resumed or deleted by someone else: reading the states every few seconds
     notices that, where redrawing its charts each time, for each watcher, keeps a class's server busy."""
-    _rerun_on_state_change(run)
+    _rerun_on_change(RunStore(run.path.parent))
 
 
-def _rerun_on_state_change(run: Run) -> None:
-    """Draws the whole page again (run picker, live or still view) once the run's state changes."""
-    now = run.damage or run.status()["state"]
-    seen = st.session_state.setdefault("watch_states", {})
-    if seen.setdefault(run.id, now) != now:
-        seen[run.id] = now
+def _rerun_on_change(store: RunStore) -> None:
+    """Draws the whole page again (run picker, live or still view) once a run comes, goes or
+    changes state: the picker names every run with its state."""
+    now = monitoring.states(store)
+    if st.session_state.setdefault("watch_seen", now) != now:
+        st.session_state["watch_seen"] = now
         st.rerun()
 
 
@@ -350,7 +351,8 @@ def _status_line(run: Run, state: RunState, status: dict, user: User | None) -> 
                    "delete it.")
     if state.active:
         c1, c2 = st.columns([4, 1])
-        c1.markdown(" · ".join(part for part in (f"**{name}**", str(state), plain(device), _queue_place(run, state))
+        c1.markdown(" · ".join(part for part in (f"**{name}**", monitoring.state_label(run), plain(device),
+                                                 _queue_place(run, state))
                                if part))  # a queued run has no device yet
         if allowed and c2.button("Stop", icon=":material/stop:", key="stop_run"):
             jobs.stop(run, by=user)

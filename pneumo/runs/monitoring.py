@@ -14,7 +14,7 @@ import pandas as pd
 
 from pneumo.access import owner_name
 from pneumo.data.sources import short_name
-from pneumo.runs.store import Run, RunState
+from pneumo.runs.store import Run, RunState, RunStore
 from pneumo.training.augment import preset_name
 
 
@@ -94,6 +94,25 @@ def duration(seconds: float) -> str:
     return f"{hours} h {minutes:02d} min"
 
 
+def state_label(run: Run) -> str:
+    """The run's state in words: "stopping" between a stop request and the worker's end (it saves
+    the model so far and scores the test films first, which can take a while)."""
+    state = run.status()["state"]
+    return "stopping" if state == RunState.RUNNING and run.file("stop").exists() else state
+
+
+def states(store: RunStore) -> tuple[tuple[str, str], ...]:
+    """Each run's id and state in words, read cheaply (status.json alone): what a watching page
+    compares every few seconds to notice a run that came, went or changed state."""
+    out = []
+    for run in store.runs():
+        try:
+            out.append((run.id, state_label(run)))
+        except (OSError, ValueError, KeyError, TypeError):  # being written, deleted or damaged
+            out.append((run.id, "unreadable"))
+    return tuple(out)
+
+
 def summary(run: Run) -> dict:
     """One row of the runs table. Damaged runs get a row too, with the reason."""
     damage = run.damage
@@ -107,7 +126,7 @@ def summary(run: Run) -> dict:
         "run": run.id,
         "name": run.name,
         "owner": owner_name(run.owner),  # whose run: in a class, asked first
-        "status": "damaged" if model_problem else status["state"],
+        "status": "damaged" if model_problem else state_label(run),
         "best val AUC": round(float(best_row["val_auc"]), 4) if best_row is not None else None,
         "epochs": f"{len(history)}/{config.total_epochs}",
         "data set": short_name(config.dataset),
