@@ -23,7 +23,7 @@ from ui.evaluate import predictions
 from ui.identity import current_user
 
 # The board's columns, the ones a class reads first on the left (a projector shows only those).
-COLUMNS = ("rank", "", "run", "owner", "why apart", "AUC", "AUC spread", "sensitivity", "specificity", "accuracy",
+COLUMNS = ("rank", "", "run", "why apart", "AUC", "owner", "AUC spread", "sensitivity", "specificity", "accuracy",
            "threshold", "data set", "model", "image size", "epochs", "augmentation", "unfreeze",
            "duration", "device", "runs", "seeds", "test films")
 WHOLE_NUMBERS = ("runs", "image size", "unfreeze", "test films")

@@ -42,12 +42,12 @@ def test_runs_on_the_synthetic_set_alone_are_kept_apart_under_the_published_resu
 
 @pytest.mark.parametrize("passcode", ["", "pw"])
 def test_whose_run_is_next_to_its_name_in_a_class(monkeypatch: pytest.MonkeyPatch, passcode: str) -> None:
-    """On a projector at 1024 only the left of the table shows: in a class, the owner is there."""
+    """On a projector at 1024 only the left of the table shows: in a class, the owner is there, after the AUC."""
     monkeypatch.setenv("PNEUMO_TEACHER_PASSCODE", passcode)  # "": solo mode, one user
     finished_run("real cnn", dataset="/data/chest_xray", test=board.OFFICIAL_TEST)
     at = page_app("board", id_name="Ann").run()
     columns = list(at.dataframe[0].value.columns)
     if passcode:
-        assert columns.index("owner") == columns.index("run") + 1
+        assert columns.index("owner") == columns.index("AUC") + 1  # what a class reads first: run, AUC, whose
     else:
         assert "owner" not in columns
