@@ -7,7 +7,10 @@ import io
 import os
 import re
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -19,6 +22,9 @@ from pneumo.access import LOCAL, User
 from pneumo.files import write_json
 from pneumo.runs.store import Run, RunStore
 from pneumo.training.config import TrainConfig
+
+if TYPE_CHECKING:
+    import keras
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -82,23 +88,30 @@ def make_tree(root: Path, layout: dict[str, dict[str, list[str]]]) -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
-def synthetic_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A cache holding the synthetic set at the app's first size and at the tests' 64 px, drawn
-    once per test session (both xdist workers share it): drawing takes ~20 s, which every test
-    server would otherwise pay on its first page."""
-    from pneumo.data import cache
-    from pneumo.data.sources import parse_spec
-
+@contextmanager
+def _once_per_session(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[Path]:
+    """The path ``name`` in a folder both xdist workers share, held under a lock while the caller
+    makes what belongs there: the first worker makes it, the other waits and finds it made."""
     session = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         session = session.parent  # the workers' folders sit in the session's
-    folder = session / "synthetic-cache"
-    with open(session / "synthetic-cache.lock", "w") as lock, pytest.MonkeyPatch.context() as patch:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # the other worker waits, then finds the entries made
+    with open(session / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield session / name
+
+
+@pytest.fixture(scope="session")
+def synthetic_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache holding the synthetic set at the app's first size and at the tests' 64 px, drawn
+    once per test session: drawing takes ~20 s, which every test server would otherwise pay on
+    its first page."""
+    from pneumo.data import cache
+    from pneumo.data.sources import parse_spec
+
+    with _once_per_session(tmp_path_factory, "synthetic-cache") as folder, pytest.MonkeyPatch.context() as patch:
         patch.setenv("PNEUMO_CACHE", str(folder))
         for size in (TrainConfig().image_size, 64):
-            cache.load(parse_spec("synthetic"), size)
+            cache.load(parse_spec("synthetic"), size)  # found in the cache when the other worker drew it
     return folder
 
 
@@ -139,12 +152,20 @@ def tinier_npz(tiny_npz: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 @pytest.fixture(scope="session")
 def trained_cnn(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small CNN really trained on synthetic films at 64 px, saved as .keras: what Predict explains."""
+    with _once_per_session(tmp_path_factory, "trained-cnn.keras") as path:
+        if not path.exists():  # trained once per test session (a minute), not once per worker
+            part = path.with_name(f"part-{path.name}")
+            _train_cnn().save(part)
+            part.replace(path)  # whole or not there
+    return path
+
+
+def _train_cnn() -> keras.Model:
     import keras
 
     from pneumo.data import synthetic
     from pneumo.training import models
     from pneumo.training.augment import PRESETS
-    from pneumo.training.config import TrainConfig
 
     keras.utils.set_random_seed(0)
     cases = [c for c in synthetic.cases(0) if c.split == "train"][:900]
@@ -157,9 +178,7 @@ def trained_cnn(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                          augmentation=PRESETS["none"]))
     model.compile(keras.optimizers.Adam(1e-3), "binary_crossentropy")
     model.fit(x, y, epochs=6, batch_size=32, verbose=0)
-    path = tmp_path_factory.mktemp("trained") / "cnn.keras"
-    model.save(path)
-    return path
+    return model
 
 
 @pytest.fixture(scope="session")
