@@ -12,8 +12,19 @@ from ui.identity import sidebar
 
 st.set_page_config(page_title="pneumo", page_icon=":material/pulmonology:", layout="wide")
 
+# The default page lives at / and reserves its own name, which Streamlit does not serve: it is
+# "home", so that /dataset, named like the other pages, can lead to it.
+dataset = st.Page("app_pages/dataset.py", title="Dataset", icon=":material/folder_open:", default=True,
+                  url_path="home")
+
+
+def dataset_by_name() -> None:
+    st.switch_page(dataset)
+
+
 navigation = st.navigation([
-    st.Page("app_pages/dataset.py", title="Dataset", icon=":material/folder_open:", default=True),
+    dataset,
+    st.Page(dataset_by_name, title="Dataset", url_path="dataset", visibility="hidden"),
     st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
     st.Page("app_pages/evaluate.py", title="Evaluate", icon=":material/monitoring:"),
     st.Page("app_pages/board.py", title="Board", icon=":material/leaderboard:"),

@@ -176,3 +176,6 @@ def test_a_deep_link_on_a_fresh_server_shows_the_navigation(browser) -> None:
             expect(page.get_by_role("link", name=name)).to_be_visible()
         expect(page.get_by_text("Solo mode")).to_be_visible()
         assert page.get_by_text("Deploy", exact=True).count() == 0
+        page.goto(f"{fresh}/dataset")  # named like the other pages, though the first page lives at /
+        settle(page, "Images per split and class")
+        assert page.get_by_text("Page not found").count() == 0
