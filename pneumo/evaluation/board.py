@@ -122,6 +122,8 @@ class Result:
     threshold_chosen: bool  # False: nobody chose one, DEFAULT_THRESHOLD is used
     values: dict[str, float]  # sensitivity, specificity, accuracy ...
     row: dict  # what was trained: data set, model, size, epochs, augmentation ... (for the table)
+    seed: int
+    experiment: str | None  # the same for runs that repeat one another; None: not finished, a repeat of none
 
 
 def result(run: Run, predictions: pd.DataFrame) -> Result | None:
@@ -134,10 +136,13 @@ def result(run: Run, predictions: pd.DataFrame) -> Result | None:
     threshold = float(saved["value"]) if saved else DEFAULT_THRESHOLD
     summary = monitoring.summary(run)  # what the runs table says of it
     row = {key: summary[key] for key in TRAINED}
-    row["seconds"] = monitoring.progress(run).elapsed if run.status().get("started") else None
-    return Result(run, test_set(run, predictions), float(metrics.curves(labels, probs).auc),
+    status, config, tested = run.status(), run.config(), test_set(run, predictions)
+    row["seconds"] = monitoring.progress(run).elapsed if status.get("started") else None
+    # A stopped run trained less than a finished one with the same settings: it repeats none.
+    experiment = config.settings_key() + tested.key if status.get("state") == "finished" else None
+    return Result(run, tested, float(metrics.curves(labels, probs).auc),
                   metrics.auc_interval(labels, probs, RESAMPLES), threshold, saved is not None,
-                  metrics.confusion(labels, probs, threshold).metrics(), row)
+                  metrics.confusion(labels, probs, threshold).metrics(), row, config.seed, experiment)
 
 
 SHOWN = ("sensitivity", "specificity", "accuracy")
@@ -167,18 +172,15 @@ def table(results: list[Result], pool_seeds: bool = True) -> tuple[pd.DataFrame,
 
 
 def _repeats(group: list[Result], r: Result) -> bool:
-    """Whether ``r`` repeats the group's experiment with another seed: finished runs only (a stopped
-    run trained less), the same settings and test films, a seed not yet in the group (two students
-    who ran the same seed made two experiments, not a spread of luck)."""
-    first = group[0]
-    return (all(x.run.status().get("state") == "finished" for x in (first, r))
-            and r.run.config().settings_key() + r.test.key == first.run.config().settings_key() + first.test.key
-            and r.run.config().seed not in {x.run.config().seed for x in group})
+    """Whether ``r`` repeats the group's experiment with a seed not yet in it: two students who ran
+    the same seed made two experiments, not a spread of luck."""
+    return (r.experiment is not None and r.experiment == group[0].experiment
+            and r.seed not in {x.seed for x in group})
 
 
 def _row(group: list[Result]) -> dict:
     """One experiment: a single run with its 95 % interval, or repeats as mean ± sd."""
-    first, seeds = group[0], sorted({r.run.config().seed for r in group})
+    first, seeds = group[0], sorted({r.seed for r in group})
     aucs = np.array([r.auc for r in group])
     if len(group) == 1:
         low, high = first.auc_interval
