@@ -351,10 +351,13 @@ def _status_line(run: Run, state: RunState, status: dict, user: User | None) -> 
                    "delete it.")
     if state.active:
         c1, c2 = st.columns([4, 1])
-        c1.markdown(" · ".join(part for part in (f"**{name}**", monitoring.state_label(run), plain(device),
-                                                 _queue_place(run, state))
+        label = monitoring.state_label(run)
+        c1.markdown(" · ".join(part for part in (f"**{name}**", label, plain(device), _queue_place(run, state))
                                if part))  # a queued run has no device yet
-        if allowed and c2.button("Stop", icon=":material/stop:", key="stop_run"):
+        if label == "stopping":  # asked already: a second Stop would only look as if the first did nothing
+            c1.caption("Stopping after the current batch: the model so far is being saved and the test films "
+                       "scored.")
+        elif allowed and c2.button("Stop", icon=":material/stop:", key="stop_run"):
             jobs.stop(run, by=user)
             st.toast("Stopping after the current batch; the model so far is kept.")
     elif state == RunState.FAILED:

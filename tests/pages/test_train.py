@@ -1,5 +1,8 @@
 """AppTest of the Train page: the form, the watch view on a real run, the runs table."""
 
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -7,7 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from pneumo.runs import backends, jobs
-from pneumo.runs.store import RunStore
+from pneumo.runs.store import RunState, RunStore
 from pneumo.training.augment import PRESETS, TRANSFORMS, preset_name
 from pneumo.training.config import OPTIONS, TrainConfig
 from pneumo.training.engine import run_training
@@ -174,6 +177,24 @@ def test_compared_runs_without_epochs_are_named_not_drawn(trained_run: Path, mon
     assert any(as_read(c.value).startswith("No epoch recorded for no epochs") for c in at.caption)
     charts = at.get("plotly_chart")
     assert len(charts) == 2 and all("tiny CNN" in c.proto.spec and "no epochs" not in c.proto.spec for c in charts)
+
+
+def test_a_run_asked_to_stop_reads_stopping_and_offers_no_second_stop() -> None:
+    run = RunStore().create(TrainConfig(name="long run"))
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", run.id])  # its "worker"
+    try:
+        run.update_status(state=RunState.RUNNING, pid=holder.pid, started=time.time(), device="CPU")
+        at = _train_page(train_view="Watch")
+        assert [b.label for b in at.button if b.key == "stop_run"] == ["Stop"]
+        run.file("stop").touch()  # what jobs.stop leaves for the worker
+        at.run()
+        assert not at.exception and not [b for b in at.button if b.key == "stop_run"]
+        assert "**long run** · stopping · CPU" in [m.value for m in at.markdown]
+        assert any(c.value.startswith("Stopping after the current batch") for c in at.caption)
+        assert at.selectbox[0].options == ["long run (synthetic) · stopping"]  # the run picker
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def test_rename_and_delete_say_what_they_did() -> None:
