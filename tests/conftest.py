@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import functools
 import io
 import os
 import re
@@ -16,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
+from streamlit.components.v2 import manifest_scanner
 from streamlit.testing.v1 import AppTest
 
 from pneumo.access import LOCAL, User
@@ -30,6 +32,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 REAL_CHEST_XRAY = SHARED_DATA / "chest_xray"
 
+
+# Every new AppTest scans every installed package's metadata for Streamlit components (0.4 to 0.7 s
+# here, a hundred times a suite); a server does it once at start, and no test installs a package.
+manifest_scanner.scan_component_manifests = functools.cache(manifest_scanner.scan_component_manifests)
 
 # Fixtures that really train a model: every test using one is slow.
 _TRAINING_FIXTURES = {"trained_cnn", "trained_run"}

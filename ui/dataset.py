@@ -1,15 +1,18 @@
 """The Dataset page's sections: what it shows of a decoded image set, one function per section.
 
 The page (``app_pages/dataset.py``) calls them in order; the numbers come from ``pneumo.data``.
+The sections with charts import Plotly (``pneumo.charts``) when drawn: the first screen, the class
+balance, has none, and a fresh server's first page would wait 0.1 to 0.2 s for the import.
 """
 
 from __future__ import annotations
+
+import html
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from pneumo import charts
 from pneumo.data import splits, stats
 from pneumo.data.imaging import outline
 from pneumo.data.naming import NORMAL, UNKNOWN
@@ -19,6 +22,7 @@ from ui.common import DatasetChoice, plain, side_by_side
 
 GALLERY_SIZE = 24
 GALLERY_COLUMNS = 6
+BALANCE_BAR = "#7aa6d8"  # the class balance table's bars: a lighter blue than NORMAL's, under black digits
 
 
 def overview(image_set: ImageSet) -> None:
@@ -68,16 +72,8 @@ def headline(image_set: ImageSet) -> None:
 def class_balance(records: pd.DataFrame, split: pd.Series) -> None:
     """Images per split and class, and the class weights training would use."""
     counts = stats.class_counts(records, split)
-    # This is the app's first screen: bars in the cells of a plain HTML table, because a browser
-    # takes 2 s to load Plotly's JavaScript and 0.6 s for a data grid's (README, Opening the app).
-    # Only counts and pneumo's own split and class names go into the HTML.
-    table = (counts.rename_axis(index=None, columns=None).style
-             .bar(subset=list(CLASSES), vmin=0, vmax=max(1, int(counts[list(CLASSES)].to_numpy().max())),
-                  color="#7aa6d8")
-             .format({"pneumonia : normal": "{:.2f}", "% pneumonia": "{:.1f}"}, na_rep="–")
-             .set_properties(**{"text-align": "right"}).set_table_attributes('style="width:100%"'))
     st.markdown("**Images per split and class**")
-    st.markdown(table.to_html(), unsafe_allow_html=True)
+    st.markdown(_balance_table(counts), unsafe_allow_html=True)
     weights = class_weights(records.loc[split == "train", "label"].to_numpy())
     if weights:
         st.markdown("**Class weights** implied by the train split (scikit-learn 'balanced', used by "
@@ -85,8 +81,31 @@ def class_balance(records: pd.DataFrame, split: pd.Series) -> None:
                     + ", ".join(f"{CLASSES[label]} × {round(w, 3)}" for label, w in weights.items()))
 
 
+def _balance_table(counts: pd.DataFrame) -> str:
+    """``stats.class_counts`` as a plain HTML table, each class count with a bar in its cell.
+
+    This is the app's first screen: a data grid's JavaScript takes the browser 0.6 s to load and
+    Plotly's 2 s, and pandas' Styler 0.14 s of the server's imports (README, Opening the app).
+    Only numbers and pneumo's own split, class and column names go into the HTML."""
+    top = max(1, int(counts[list(CLASSES)].to_numpy().max()))
+    formats = {"pneumonia : normal": "{:.2f}", "% pneumonia": "{:.1f}"}
+
+    def cell(column: str, value: float) -> str:
+        text = "–" if pd.isna(value) else formats.get(column, "{:,.0f}").format(value)
+        bar = (f"background:linear-gradient(90deg,{BALANCE_BAR} {100 * value / top:.1f}%,transparent 0);"
+               if column in CLASSES else "")
+        return f'<td style="text-align:right;{bar}">{text}</td>'
+
+    head = "".join(f"<th>{html.escape(str(column))}</th>" for column in counts.columns)
+    rows = "".join(f"<tr><th>{html.escape(str(split))}</th>{''.join(cell(c, v) for c, v in row.items())}</tr>"
+                   for split, row in counts.iterrows())
+    return f'<table style="width:100%"><thead><tr><th></th>{head}</tr></thead><tbody>{rows}</tbody></table>'
+
+
 def patients(image_set: ImageSet, split: pd.Series) -> None:
     """Patients per split and class, and pneumonia subtypes."""
+    from pneumo import charts
+
     records = image_set.records
     if not image_set.has_patients:
         st.info("This source has no patient ids: each image counts as its own patient.")
@@ -109,6 +128,8 @@ def radiology(image_set: ImageSet) -> None:
 
     AP films are taken of sicker patients lying in bed; a model can learn the view instead of
     the lungs, so the view per class is worth a look before training."""
+    from pneumo import charts
+
     records = image_set.records
     left, right = side_by_side("boxes", 2)
     if image_set.masks is not None and records["boxes"].any():
@@ -140,6 +161,8 @@ def _pixel_statistics(key: str, _image_set: ImageSet) -> dict:
 
 def images(image_set: ImageSet) -> None:
     """Source image sizes, grey-level histograms and the mean image per class."""
+    from pneumo import charts
+
     figures = _pixel_statistics(image_set.key, _image_set=image_set)
     left, right = side_by_side("pixels", 2)
     size = stats.common_size(image_set.records)

@@ -1,5 +1,7 @@
 """AppTest of the Dataset page from its own file, and of the frame around the pages."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -47,11 +49,29 @@ def test_opens_on_synthetic_and_says_so() -> None:
     assert "NORMAL ×" in _text(at)  # class weights shown
     assert "Images per split and class" in _text(at)
     balance = next(m.value for m in at.markdown if "<table" in m.value)  # train, val, test totals
-    assert all(f">{total}<" in balance for total in (1800, 200, 600)) and "<script" not in balance
+    assert all(f">{total}<" in balance for total in ("1,800", 200, 600)) and "<script" not in balance
     assert not at.get("plotly_chart")  # the first screen loads no Plotly (README, Opening the app)
     assert "No identical image" not in _text(at)  # the first screen draws only the class balance
     at.segmented_control(key="ds_section").set_value("Leakage").run()
     assert "No identical image" in _text(at)
+
+
+# What a fresh server's first screen must not wait for (README, Opening the app): Plotly's
+# express module and pandas' Styler (0.1 to 0.2 s of imports each), scikit-learn (1.5 s), pydicom.
+_NOT_ON_THE_FIRST_SCREEN = ("plotly.express", "pandas.io.formats.style", "sklearn", "pydicom")
+
+
+def test_the_first_screen_imports_nothing_it_does_not_draw() -> None:
+    """In a fresh interpreter, as on a fresh server: the frame and the Dataset page's first screen."""
+    script = (f"from streamlit.testing.v1 import AppTest\n"
+              f"at = AppTest.from_file({APP!r}, default_timeout=120)\n"
+              "at.session_state['ds_size'] = 64\n"
+              "assert not at.run().exception\n"
+              "import sys\n"
+              f"print(sorted(m for m in {_NOT_ON_THE_FIRST_SCREEN!r} if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_preset_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
